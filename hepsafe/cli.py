@@ -1,0 +1,82 @@
+"""The ``hepsafe`` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .exceptions import HepsafeError
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    datasets.check_generate_available()
+    card = datasets.generate(
+        args.output,
+        n_qcd=args.n_qcd,
+        n_w=args.n_w,
+        n_top=args.n_top,
+        seed=args.seed,
+        workers=args.workers,
+        command=["hepsafe", *sys.argv[1:]] if args.record_command else None,
+    )
+    print(f"wrote {args.output}: {card['class_counts']} (sha256 {card['sha256'][:12]}...)")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    batch = datasets.load_sample(path=args.file)
+    print(datasets.describe(batch))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    print(datasets.describe(datasets.load_sample()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``hepsafe`` command."""
+    p = argparse.ArgumentParser(prog="hepsafe", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate a jet sample with Pythia8 + FastJet")
+    g.add_argument("-o", "--output", required=True, help="output ROOT file (card written beside)")
+    g.add_argument("--n-qcd", type=int, default=10_000, help="QCD jets (default 10000)")
+    g.add_argument("--n-w", type=int, default=10_000, help="W jets (default 10000)")
+    g.add_argument("--n-top", type=int, default=5_000, help="top jets (default 5000)")
+    g.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    g.add_argument(
+        "--no-record-command", dest="record_command", action="store_false",
+        help="do not write the command line into the dataset card",
+    )
+    g.set_defaults(func=_cmd_generate)
+
+    i = sub.add_parser("info", help="summarise a jet file (default: the shipped sample)")
+    i.add_argument("file", nargs="?", default=None)
+    i.set_defaults(func=_cmd_info)
+
+    d = sub.add_parser("demo", help="the main job on the shipped sample")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hepsafe`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HepsafeError as exc:
+        print(f"hepsafe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""The shipped jet sample, its train/test split, and Pythia8 + FastJet generation.
+
+Generation needs the ``generate`` extra (``pythia8mc``, ``fastjet``); loading the shipped
+sample needs neither.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from .exceptions import ConfigError, InputError
+from .io import sha256sum, write_json
+from .jets import CLASS_NAMES, JetBatch, read_root, write_root
+
+DATA_DIR = Path(__file__).parent / "data"
+SAMPLE_FILE = DATA_DIR / "sample.root"
+SAMPLE_CARD = DATA_DIR / "sample.json"
+
+#: fraction of events in the test split (decided by a hash of the event number)
+TEST_FRACTION = 0.3
+LABELS = {"qcd": 0, "w": 1, "top": 2}
+
+# --------------------------------------------------------------------------- split
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 (vectorised); a well-mixed hash of integers."""
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def is_test(event: np.ndarray) -> np.ndarray:
+    """Deterministic split: True where the jet's event belongs to the test split.
+
+    An event is in the test split when ``splitmix64(event) / 2**64 < TEST_FRACTION``; all
+    jets of one event fall on the same side, and the split does not depend on file order.
+    """
+    with np.errstate(over="ignore"):
+        h = _splitmix64(np.asarray(event, dtype=np.int64).view(np.uint64))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 < TEST_FRACTION
+
+
+def load_sample(split: str | None = None, path: str | os.PathLike[str] | None = None) -> JetBatch:
+    """The shipped sample (or ``path``) as a JetBatch; ``split`` is None, "train" or "test"."""
+    batch = read_root(path or SAMPLE_FILE)
+    if split is None:
+        return batch
+    if split not in ("train", "test"):
+        raise ConfigError(f"load_sample: split must be None, 'train' or 'test', got {split!r}")
+    test = is_test(batch.event)
+    return batch[test if split == "test" else ~test]
+
+
+def sample_card(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The dataset card (JSON) of the shipped sample, or of the card at ``path``."""
+    return json.loads(Path(path or SAMPLE_CARD).read_text())
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """Generator settings. Energies and momenta in GeV."""
+
+    ecm: float = 13000.0
+    jet_r: float = 0.8
+    jet_pt_min: float = 500.0
+    jet_pt_max: float = 700.0
+    jet_abs_eta_max: float = 2.0
+    match_dr: float = 0.6
+    pthat_min: float = 450.0
+    pthat_max: float = 800.0
+    part_pt_min: float = 1.0
+    block_jets: int = 250
+
+
+PROCESS_SETTINGS: dict[str, list[str]] = {
+    "qcd": ["HardQCD:all = on"],
+    "w": [
+        "WeakBosonAndParton:qqbar2Wg = on",
+        "WeakBosonAndParton:qg2Wq = on",
+        "24:onMode = off",
+        "24:onIfAny = 1 2 3 4 5",
+    ],
+    "top": [
+        "Top:gg2ttbar = on",
+        "Top:qqbar2ttbar = on",
+        "24:onMode = off",
+        "24:onIfAny = 1 2 3 4 5",
+    ],
+}
+
+# Particle-flow class codes written to part_pid (as CMS PF candidates): the generator's
+# identity is replaced by what a detector would reconstruct.
+PF_CHARGED_HADRON, PF_NEUTRAL_HADRON, PF_PHOTON, PF_ELECTRON, PF_MUON = 211, 130, 22, 11, 13
+
+# Calorimeter cell sizes (eta x phi); phi cells divide 2 pi exactly.
+ECAL_CELL = (0.0174, 2 * np.pi / 360)
+HCAL_CELL = (0.087, 2 * np.pi / 72)
+
+
+def detector_response(
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    e: np.ndarray,
+    pid: np.ndarray,
+    charge: np.ndarray,
+    rng: np.random.Generator,
+    pt_min: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """A simple parametric particle-flow response for visible final-state particles.
+
+    Input arrays have shape ``(n,)`` (GeV); returns PF candidates (pt, eta, phi, energy,
+    charge, pid) after acceptance and thresholds. The choices and their reasons:
+
+    - Charged particles (|eta| < 2.5, the tracker) keep their direction, which tracking
+      measures far better than any jet-substructure scale; their pT is smeared by
+      ``sigma/pT = 0.5 % (+) 0.015 %/GeV * pT``: multiple scattering at low pT, sagitta
+      resolution growing linearly at high pT. Electrons and muons keep their PF class.
+    - Photons (|eta| < 3, ECAL): ``sigma/E = 5 %/sqrt(E) (+) 1 %``, and the direction is
+      snapped to the centre of an ECAL cell (0.0174 x 2 pi/360): the measured position is
+      the cell, not the particle.
+    - Neutral hadrons (|eta| < 3, HCAL): ``sigma/E = 100 %/sqrt(E) (+) 5 %``, direction
+      snapped to an HCAL cell (0.087 x 2 pi/72), much coarser: the neutral angular
+      granularity is what limits neutral constituents in a real detector.
+    - Every candidate needs ``pT > pt_min`` (default 1 GeV), the order of PF reconstruction
+      thresholds; below it candidates are lost.
+    """
+    pt_true = np.hypot(px, py)
+    p_true = np.sqrt(pt_true**2 + pz**2)
+    eta = np.arcsinh(np.divide(pz, pt_true, out=np.zeros_like(pz), where=pt_true > 0))
+    phi = np.arctan2(py, px)
+    m2 = np.maximum(e**2 - p_true**2, 0.0)
+    charged = charge != 0
+    photon = (~charged) & (pid == 22)
+    neutral_had = (~charged) & ~photon
+    apid = np.abs(pid)
+
+    z = rng.standard_normal(len(px))
+    scale = np.ones(len(px))
+    sig_trk = np.hypot(0.005, 1.5e-4 * pt_true)
+    sig_ecal = np.hypot(0.05 / np.sqrt(np.maximum(e, 1e-3)), 0.01)
+    sig_hcal = np.hypot(1.0 / np.sqrt(np.maximum(e, 1e-3)), 0.05)
+    scale = np.where(charged, 1 + sig_trk * z, scale)
+    scale = np.where(photon, 1 + sig_ecal * z, scale)
+    scale = np.where(neutral_had, 1 + sig_hcal * z, scale)
+    scale = np.maximum(scale, 0.0)
+
+    def snap(x: np.ndarray, cell: float, offset: float = 0.0) -> np.ndarray:
+        return (np.floor((x - offset) / cell) + 0.5) * cell + offset
+
+    eta_out = eta.copy()
+    phi_out = phi.copy()
+    eta_out = np.where(photon, snap(eta, ECAL_CELL[0]), eta_out)
+    phi_out = np.where(photon, snap(phi, ECAL_CELL[1], -np.pi), phi_out)
+    eta_out = np.where(neutral_had, snap(eta, HCAL_CELL[0]), eta_out)
+    phi_out = np.where(neutral_had, snap(phi, HCAL_CELL[1], -np.pi), phi_out)
+
+    # charged: momentum scaled, mass kept; calorimeter objects: energy scaled, massless
+    pt_out = np.where(charged, pt_true * scale, e * scale / np.cosh(eta_out))
+    e_out = np.where(charged, np.sqrt((p_true * scale) ** 2 + m2), e * scale)
+
+    accept = np.where(charged, np.abs(eta) < 2.5, np.abs(eta) < 3.0) & (pt_out > pt_min)
+    pf = np.full(len(px), PF_NEUTRAL_HADRON, dtype=np.int32)
+    pf[photon] = PF_PHOTON
+    pf[charged] = PF_CHARGED_HADRON
+    pf[charged & (apid == 11)] = PF_ELECTRON
+    pf[charged & (apid == 13)] = PF_MUON
+    pf = np.where(charged, pf * np.sign(charge).astype(np.int32), pf)
+    return {
+        "pt": pt_out[accept],
+        "eta": eta_out[accept],
+        "phi": phi_out[accept],
+        "energy": e_out[accept],
+        "charge": charge[accept].astype(np.int8),
+        "pid": pf[accept],
+    }
+
+
+def round_mantissa(x: np.ndarray, bits: int = 14) -> np.ndarray:
+    """Round float32 values to ``bits`` mantissa bits (relative precision 2**-bits).
+
+    The shipped sample stores constituent kinematics this way: 14 bits is a relative
+    precision of 6e-5, far below every detector resolution, and the zeroed low bits let the
+    file compress to a size that can be shipped.
+    """
+    a = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    drop = np.uint32(23 - bits)
+    half = np.uint32(1 << (23 - bits - 1))
+    return ((a + half) >> drop << drop).view(np.float32)
+
+
+def _store_float(name: str, x: np.ndarray) -> np.ndarray:
+    """float32 for storage, mantissa-rounded; phi re-wrapped into (-pi, pi] after rounding."""
+    out = round_mantissa(x)
+    if name == "phi":
+        pi32 = np.float32(np.pi)
+        out = np.where(out > pi32, out - np.float32(2 * np.pi), out)
+        out = np.where(out <= -pi32, out + np.float32(2 * np.pi), out).astype(np.float32)
+    return out
+
+
+def _wrap(dphi: np.ndarray | float) -> np.ndarray:
+    return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
+
+
+def _block_seed(seed: int, label: int, block: int) -> int:
+    """Pythia seed (1 .. 900,000,000) of one block, a pure function of its key."""
+    key = np.array([seed * 1_000_003 + label * 10_007 + block], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        h = _splitmix64(key.view(np.uint64))[0]
+    return int(h % np.uint64(899_999_999)) + 1
+
+
+def generate_block(process: str, seed: int, block: int, n_jets: int, cfg: GenConfig) -> JetBatch:
+    """Generate ``n_jets`` jets of one class with Pythia8 + FastJet, as one reproducible block.
+
+    The block's Pythia seed and detector-smearing stream depend only on ``(seed, class,
+    block)``, so a sample is the same however many worker processes produce it.
+    """
+    import fastjet
+    import pythia8mc
+
+    label = LABELS[process]
+    pythia = pythia8mc.Pythia("", False)
+    for s in [
+        f"Beams:eCM = {cfg.ecm}",
+        f"PhaseSpace:pTHatMin = {cfg.pthat_min}",
+        f"PhaseSpace:pTHatMax = {cfg.pthat_max}",
+        "Random:setSeed = on",
+        f"Random:seed = {_block_seed(seed, label, block)}",
+        "Next:numberCount = 0",
+        "Print:quiet = on",
+        *PROCESS_SETTINGS[process],
+    ]:
+        if not pythia.readString(s):
+            raise ConfigError(f"Pythia rejected setting {s!r}")
+    if not pythia.init():
+        raise ConfigError(f"Pythia failed to initialise for process {process!r}")
+    rng = np.random.default_rng([seed, label, block])
+    jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, cfg.jet_r)
+    signal_id = {"w": 24, "top": 6}.get(process)
+
+    rows: dict[str, list[Any]] = {k: [] for k in ("pt", "eta", "phi", "mass", "event", "idx")}
+    cons: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("pt", "eta", "phi", "energy", "charge", "pid")
+    }
+    i_event = -1
+    while len(rows["pt"]) < n_jets:
+        if not pythia.next():
+            continue
+        i_event += 1
+        ev = pythia.event
+        vis = [p for p in ev if p.isFinal() and p.isVisible()]
+        kin = np.array([(p.px(), p.py(), p.pz(), p.e(), p.id(), p.charge()) for p in vis])
+        cands = detector_response(
+            kin[:, 0], kin[:, 1], kin[:, 2], kin[:, 3],
+            kin[:, 4].astype(np.int32), kin[:, 5], rng, cfg.part_pt_min,
+        )
+        # truth resonances (last copy) to match signal jets
+        truth: list[tuple[float, float]] = []
+        if signal_id is not None:
+            for i in range(ev.size()):
+                p = ev[i]
+                if abs(p.id()) == signal_id and p.iBotCopyId() == i:
+                    truth.append((p.eta(), p.phi()))
+        cpx = cands["pt"] * np.cos(cands["phi"])
+        cpy = cands["pt"] * np.sin(cands["phi"])
+        cpz = cands["pt"] * np.sinh(cands["eta"])
+        pjs = []
+        for k in range(len(cpx)):
+            pj = fastjet.PseudoJet(cpx[k], cpy[k], cpz[k], cands["energy"][k])
+            pj.set_user_index(k)
+            pjs.append(pj)
+        cs = fastjet.ClusterSequence(pjs, jet_def)
+        for j_idx, jet in enumerate(fastjet.sorted_by_pt(cs.inclusive_jets(cfg.jet_pt_min))):
+            if not (cfg.jet_pt_min <= jet.pt() <= cfg.jet_pt_max):
+                continue
+            if abs(jet.eta()) >= cfg.jet_abs_eta_max:
+                continue
+            if signal_id is not None:
+                dr = [
+                    np.hypot(jet.eta() - te, float(_wrap(jet.phi_std() - tp)))
+                    for te, tp in truth
+                ]
+                if not dr or min(dr) >= cfg.match_dr:
+                    continue
+            idx = np.array([c.user_index() for c in jet.constituents()], dtype=np.int64)
+            idx = idx[np.argsort(-cands["pt"][idx], kind="stable")]
+            for f in cons:
+                cons[f].append(cands[f][idx])
+            rows["pt"].append(jet.pt())
+            rows["eta"].append(jet.eta())
+            rows["phi"].append(jet.phi_std())
+            rows["mass"].append(jet.m())
+            rows["event"].append(label * 1_000_000_000 + block * 100_000 + i_event)
+            rows["idx"].append(j_idx)
+            if len(rows["pt"]) == n_jets:
+                break
+    counts = np.array([len(c) for c in cons["pt"]], dtype=np.int64)
+    parts = ak.zip(
+        {
+            f: ak.unflatten(
+                np.concatenate(v).astype(np.int8 if f == "charge" else np.int32)
+                if f in ("charge", "pid")
+                else _store_float(f, np.concatenate(v)),
+                counts,
+            )
+            for f, v in cons.items()
+        },
+        depth_limit=2,
+    )
+    return JetBatch(
+        pt=np.array(rows["pt"], dtype=np.float32),
+        eta=np.array(rows["eta"], dtype=np.float32),
+        phi=np.array(rows["phi"], dtype=np.float32),
+        mass=np.array(rows["mass"], dtype=np.float32),
+        label=np.full(n_jets, label, dtype=np.int32),
+        weight=np.ones(n_jets, dtype=np.float32),
+        event=np.array(rows["event"], dtype=np.int64),
+        jet_index=np.array(rows["idx"], dtype=np.int32),
+        parts=parts,
+    )
+
+
+def _run_block(args: tuple[str, int, int, int, GenConfig]) -> JetBatch:
+    return generate_block(*args)
+
+
+def _package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("hepsafe", "pythia8mc", "fastjet", "numpy", "awkward", "uproot"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def generate(
+    output: str | os.PathLike[str],
+    n_qcd: int = 10_000,
+    n_w: int = 10_000,
+    n_top: int = 5_000,
+    seed: int = 1,
+    workers: int = 1,
+    cfg: GenConfig | None = None,
+    command: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Generate a sample, write ``output`` (ROOT) and its dataset card (``.json`` beside it).
+
+    Jets are produced in blocks of ``cfg.block_jets`` with seeds keyed on (seed, class,
+    block), so the file is identical for any number of ``workers``. Returns the card.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    cfg = cfg or GenConfig()
+    for name, n in (("n_qcd", n_qcd), ("n_w", n_w), ("n_top", n_top), ("workers", workers)):
+        if n < (1 if name == "workers" else 0):
+            raise ConfigError(f"generate: option '{name}' must be >= 0 (workers >= 1), got {n}")
+    tasks: list[tuple[str, int, int, int, GenConfig]] = []
+    for process, n in (("qcd", n_qcd), ("w", n_w), ("top", n_top)):
+        for block, start in enumerate(range(0, n, cfg.block_jets)):
+            tasks.append((process, seed, block, min(cfg.block_jets, n - start), cfg))
+    if workers == 1:
+        batches = [_run_block(t) for t in tasks]
+    else:
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            batches = list(pool.map(_run_block, tasks))
+    batch = JetBatch.concatenate(batches)
+    import uproot
+
+    out = write_root(batch, output, compression=uproot.LZMA(9))
+    counts = batch.class_counts()
+    card = {
+        "name": out.stem,
+        "description": (
+            "Boosted jets (anti-kT R=0.8, pT 500-700 GeV, |eta|<2) from Pythia8 pp collisions "
+            "at 13 TeV with a parametric particle-flow detector response: QCD dijets, "
+            "hadronic W (matched dR<0.6), hadronic top (matched dR<0.6)."
+        ),
+        "format": "hepsafe-jets/1 (docs/DATA.md, schemas/dataset.schema.json)",
+        "file": out.name,
+        "tree": "jets",
+        "sha256": sha256sum(out),
+        "n_jets": len(batch),
+        "class_counts": {CLASS_NAMES[k]: v for k, v in counts.items()},
+        "labels": {str(k): v for k, v in CLASS_NAMES.items()},
+        "seed": seed,
+        "generator": {
+            "name": "Pythia 8",
+            "processes": PROCESS_SETTINGS,
+            "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+            "jets": "FastJet anti-kT, E-scheme, on particle-flow candidates",
+            "detector": "hepsafe.datasets.detector_response (see its docstring)",
+            "event_numbering": "label * 1e9 + block * 1e5 + event index within block",
+        },
+        "split": {
+            "rule": "test if splitmix64(event) / 2**64 < test_fraction (hepsafe.datasets.is_test)",
+            "test_fraction": TEST_FRACTION,
+            "counts": {
+                "train": int((~is_test(batch.event)).sum()),
+                "test": int(is_test(batch.event).sum()),
+            },
+        },
+        "command": " ".join(command) if command else None,
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": _package_versions(),
+        "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
+        "license": "CC-BY-4.0",
+    }
+    write_json(out.with_suffix(".json"), card)
+    return card
+
+
+def describe(batch: JetBatch) -> str:
+    """A short text summary of a batch: class counts, masses, constituent multiplicity."""
+    lines = [repr(batch)]
+    for k, name in CLASS_NAMES.items():
+        sel = batch.label == k
+        if not sel.any():
+            continue
+        m = batch.mass[sel]
+        hist, edges = np.histogram(m, bins=np.arange(0, 300, 5))
+        mode = edges[np.argmax(hist)] + 2.5
+        lines.append(
+            f"  {name:4s} {int(sel.sum()):6d} jets; mass mode {mode:6.1f} GeV, median "
+            f"{np.median(m):6.1f} GeV; <n_parts> {batch.n_parts[sel].mean():5.1f}"
+        )
+    return "\n".join(lines)
+
+
+def check_generate_available() -> None:
+    """Raise a clear error when the ``generate`` extra is not installed."""
+    missing = []
+    for mod in ("pythia8mc", "fastjet"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise InputError(
+            f"generation needs {missing}: pip install 'hepsafe[generate]' "
+            "(or pip install --find-links DIR pythia8mc with a local wheel)"
+        )

@@ -1,0 +1,46 @@
+"""All exceptions hepsafe raises on purpose, in one place.
+
+Every message names the file, branch, field or option at fault and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class HepsafeError(Exception):
+    """Base class of every error raised by hepsafe on purpose."""
+
+
+class InputError(HepsafeError, ValueError):
+    """Input data are malformed: a missing branch or field, a wrong dtype, NaN values."""
+
+
+class CardError(HepsafeError, ValueError):
+    """A model card or dataset card is invalid or disagrees with what it describes."""
+
+
+class ModelError(HepsafeError, ValueError):
+    """An ONNX graph cannot be used as described (names, ranks, dtypes, providers)."""
+
+
+class ConversionError(ModelError):
+    """An ONNX graph cannot be converted to torch (names the unsupported operator)."""
+
+
+class ConfigError(HepsafeError, ValueError):
+    """A configuration file or option is invalid (names the key and the expected type/range)."""
+
+
+class EnvelopeError(HepsafeError, ValueError):
+    """An uncertainty envelope is invalid (negative bound, unknown particle class, ...)."""
+
+
+class TemplateError(HepsafeError, ValueError):
+    """Histogram templates are inconsistent (binning, missing nominal, bad yields)."""
+
+
+class WorkspaceError(HepsafeError, ValueError):
+    """A pyhf workspace or patch cannot be built or applied (names channel/sample)."""
+
+
+class OutputExistsError(HepsafeError, FileExistsError):
+    """An output directory or file exists and --force was not given."""

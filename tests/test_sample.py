@@ -1,0 +1,73 @@
+"""The shipped sample: counts, card, split, and physics sanity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hepsafe import datasets, schemas
+from hepsafe.io import sha256sum
+
+
+def test_class_counts(sample):
+    counts = sample.class_counts()
+    assert counts[0] >= 10_000 and counts[1] >= 10_000 and counts[2] >= 5_000
+
+
+def test_size_and_card_checksum():
+    assert datasets.SAMPLE_FILE.stat().st_size <= 15 * 1024**2
+    card = datasets.sample_card()
+    schemas.validate(card, "dataset", "sample card")
+    assert card["sha256"] == sha256sum(datasets.SAMPLE_FILE)
+    assert card["command"].startswith("hepsafe generate")
+    assert card["n_jets"] == sum(card["class_counts"].values())
+
+
+def test_split_is_deterministic_and_disjoint(sample):
+    train, test = datasets.load_sample("train"), datasets.load_sample("test")
+    assert len(train) + len(test) == len(sample)
+    assert not set(train.event.tolist()) & set(test.event.tolist())
+    frac = len(test) / len(sample)
+    assert abs(frac - datasets.TEST_FRACTION) < 0.02
+    card = datasets.sample_card()
+    assert card["split"]["counts"] == {"train": len(train), "test": len(test)}
+    # independent of order: the same events in a reversed batch
+    rev = sample[::-1]
+    assert np.array_equal(datasets.is_test(rev.event)[::-1], datasets.is_test(sample.event))
+
+
+def _mode(values, lo=0.0, hi=300.0, width=5.0):
+    hist, edges = np.histogram(values, bins=np.arange(lo, hi + width, width))
+    return edges[np.argmax(hist)] + width / 2
+
+
+def test_physics_sanity(sample):
+    w_mode = _mode(sample.mass[sample.label == 1])
+    top_mode = _mode(sample.mass[sample.label == 2])
+    assert 70 <= w_mode <= 95, w_mode
+    assert 150 <= top_mode <= 195, top_mode
+    qcd = sample.mass[sample.label == 0]
+    hist, _ = np.histogram(qcd, bins=np.arange(100, 300, 20))
+    assert np.all(np.diff(hist) <= 0.1 * hist[:-1] + 5), hist  # falling above 100 GeV
+    assert np.all((sample.pt >= 500) & (sample.pt <= 700))
+    assert np.all(np.abs(sample.eta) < 2)
+
+
+def test_constituents_are_consistent(sample):
+    b = sample[:2000]
+    pt, eta, phi, e = (b.flat(f) for f in ("pt", "eta", "phi", "energy"))
+    assert np.all(pt > 1.0)
+    assert np.all(np.abs(phi) <= np.float32(np.pi))
+    # energy at least the massless energy (rounding tolerance)
+    assert np.all(e >= pt * np.cosh(eta) * (1 - 1e-3))
+    # the jet four-vector is the constituents' sum (E-scheme), up to float32 storage
+    off = b.offsets
+    px = np.add.reduceat(pt * np.cos(phi), off[:-1]) if len(pt) else pt
+    py = np.add.reduceat(pt * np.sin(phi), off[:-1])
+    nonempty = b.n_parts > 0
+    jet_pt = np.hypot(px, py)
+    assert np.allclose(jet_pt[nonempty], b.pt[nonempty], rtol=2e-3)
+    # constituent pT sorted decreasing within each jet
+    d = np.diff(pt)
+    first = np.zeros(len(pt), dtype=bool)
+    first[off[:-1][nonempty]] = True
+    assert np.all(d[~first[1:]] <= 0)
