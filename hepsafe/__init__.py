@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from . import datasets, exceptions, jets
+from . import datasets, exceptions, jets, metrics, validate
 from .jets import JetBatch
+from .validate import GateConfig, GateReport, gate
 
 __version__ = "0.1.0"
-__all__ = ["JetBatch", "datasets", "exceptions", "jets", "__version__"]
+__all__ = [
+    "GateConfig",
+    "GateReport",
+    "JetBatch",
+    "datasets",
+    "exceptions",
+    "gate",
+    "jets",
+    "metrics",
+    "validate",
+    "__version__",
+]
