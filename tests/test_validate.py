@@ -217,12 +217,20 @@ def test_bad_input_names_the_culprit(qcd):
 def test_report_round_trips_and_lists_every_check(qcd, tmp_path):
     shifted = qcd.replace(mass=qcd.mass * np.float32(1.05))
     s = stand_in_score(qcd)
-    cfg = GateConfig(defaults=Limits(chi2_ndf_max=3.0), bins={"part_pt": 30})
+    cfg = GateConfig(
+        defaults=Limits(chi2_ndf_max=3.0),
+        bins={"part_pt": 30, "jet_mass": np.arange(0.0, 310.0, 10.0)},
+        variables=["jet_pt", "jet_mass", "part_pt", "score"],
+    )
     report = validate.gate(qcd, shifted, s, stand_in_score(shifted), config=cfg)
     path = report.write_json(tmp_path / "gate.json")
     back = GateReport.from_dict(json.loads(path.read_text()))
     assert back == report
     assert GateConfig.from_dict(back.config) == cfg
+    assert back.stats("jet_mass").n_bins == 31 + 1 and back.stats("part_pt").n_bins == 31 + 1
+    assert [v.variable for v in back.variables] == ["jet_pt", "jet_mass", "part_pt", "score"]
+    # a 5 % mass scale passes the mass checks on 10 GeV bins, but moves the mass-based score
+    assert back.failed_variables == ["score"] and not back.passed
     text = report.to_text()
     rows = text.splitlines()[2:-1]
     assert len(rows) == len(report.checks) == 4 * len(report.variables) + 1
