@@ -284,12 +284,6 @@ def ks_pvalue(d: float, n_eff: float) -> float:
     return float(min(1.0, max(0.0, terms.sum())))
 
 
-def _ecdf_at(x_sorted: np.ndarray, cw: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Weighted ECDF (cumulative weight fraction ``cw``) of sorted values at points ``at``."""
-    i = np.searchsorted(x_sorted, at, side="right")
-    return np.concatenate([[0.0], cw])[i]
-
-
 def ks_2samp_weighted(
     x1: np.ndarray, x2: np.ndarray, w1: np.ndarray | None = None, w2: np.ndarray | None = None
 ) -> tuple[float, float]:
@@ -302,12 +296,17 @@ def ks_2samp_weighted(
     x2 = np.asarray(x2, dtype=np.float64)
     w1 = np.ones(len(x1)) if w1 is None else np.asarray(w1, dtype=np.float64)
     w2 = np.ones(len(x2)) if w2 is None else np.asarray(w2, dtype=np.float64)
-    o1, o2 = np.argsort(x1, kind="stable"), np.argsort(x2, kind="stable")
-    s1, s2 = x1[o1], x2[o2]
-    c1, c2 = np.cumsum(w1[o1]), np.cumsum(w2[o2])
-    c1, c2 = c1 / c1[-1], c2 / c2[-1]
-    at = np.concatenate([s1, s2])
-    d = float(np.max(np.abs(_ecdf_at(s1, c1, at) - _ecdf_at(s2, c2, at))))
+    # one sort of the pooled values; both ECDFs are running sums along it, read at the last
+    # entry of each group of equal values (so ties are counted whole)
+    pooled = np.concatenate([x1, x2])
+    order = np.argsort(pooled)
+    first = order < len(x1)
+    w = np.concatenate([w1, w2])[order]
+    c1 = np.cumsum(np.where(first, w, 0.0))
+    c2 = np.cumsum(np.where(first, 0.0, w))
+    xs = pooled[order]
+    last = np.append(xs[1:] != xs[:-1], True)
+    d = float(np.max(np.abs(c1[last] / c1[-1] - c2[last] / c2[-1])))
     n1, n2 = effective_size(w1), effective_size(w2)
     n_eff = n1 * n2 / (n1 + n2) if n1 + n2 > 0 else 0.0
     return d, ks_pvalue(d, n_eff)
