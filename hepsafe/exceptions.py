@@ -44,3 +44,7 @@ class WorkspaceError(HepsafeError, ValueError):
 
 class OutputExistsError(HepsafeError, FileExistsError):
     """An output directory or file exists and --force was not given."""
+
+
+class TemplateWarning(UserWarning):
+    """Templates were changed to make them usable (negative yields clipped, ...)."""
