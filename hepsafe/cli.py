@@ -41,6 +41,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from . import stats, templates
+
+    t = templates.read_templates(args.templates)
+    config = stats.load_config(args.config, signal=args.signal, lumi=args.lumi)
+    user = stats.read_workspace(args.workspace) if args.workspace else None
+    out = stats.fit_templates(t, config, user, asimov=args.asimov, limit=not args.no_limit,
+                              hepdata=args.hepdata)
+    written = stats.write_fit_outputs(out, args.output_dir, force=args.force)
+    print(out.text)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepsafe`` command."""
     p = argparse.ArgumentParser(prog="hepsafe", description=__doc__)
@@ -65,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job on the shipped sample")
     d.set_defaults(func=_cmd_demo)
+
+    f = sub.add_parser("fit", help="templates (+ a pyhf workspace) -> workspace/patch and fit")
+    f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates)")
+    f.add_argument("-o", "--output-dir", required=True,
+                   help="directory for workspace.json, patch.json, fit.json, fit.txt")
+    f.add_argument("--workspace", help="user's pyhf workspace: write a patch adding the variations")
+    f.add_argument("--config", help="JSON configuration (hepsafe.stats.CONFIG_SCHEMA)")
+    f.add_argument("--signal", nargs="+", default=None, help="signal sample(s) scaled by the POI")
+    f.add_argument("--lumi", type=float, default=None, help="relative luminosity uncertainty")
+    f.add_argument("--asimov", action="store_true", help="fit the Asimov data set at POI = 1")
+    f.add_argument("--no-limit", action="store_true", help="skip the CLs upper limit")
+    f.add_argument("--hepdata", help="HEPData record (insNNNNNNN): also write a pyhf PatchSet")
+    f.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    f.set_defaults(func=_cmd_fit)
     return p
 
 

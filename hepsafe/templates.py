@@ -737,15 +737,20 @@ def read_templates(path: str | os.PathLike[str], **kwargs: Any) -> Templates:
 def check(t: Templates, exclude: Sequence[str] = ()) -> None:
     """Raise TemplateError for templates a fit cannot use.
 
-    Every sample (except those in ``exclude``, e.g. observed data) needs a nominal with a
-    positive total yield, and every variation a positive total yield.
+    Every sample on a region's axis (except those in ``exclude``, e.g. observed data) needs
+    a nominal with a positive total yield, and every variation a positive total yield.
     """
     for r in t.regions:
         for s in t.sample_axis(r):
             if s in exclude:
                 continue
             present = t.variations(r, s)
-            if present and NOMINAL not in present:
+            if not present:
+                raise TemplateError(
+                    f"template {r}_{s}_{NOMINAL} has total yield 0 (sample {s!r} is on the "
+                    f"axis of region {r!r} but every bin is empty)"
+                )
+            if NOMINAL not in present:
                 raise TemplateError(
                     f"missing nominal: no template {r}_{s}_{NOMINAL} (region {r!r}, sample "
                     f"{s!r} has only {present})"
