@@ -41,6 +41,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import train
+
+    models = list(train.MODELS) if args.model == "all" else [args.model]
+    changes = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),
+                                 ("threads", args.threads)) if v is not None}
+    # the command as parsed (not sys.argv), so the card records what ran
+    command = " ".join(
+        ["hepsafe train -o", str(args.output_dir), "--model", args.model]
+        + [f"--{k} {v}" for k, v in changes.items()] + (["--tiny"] if args.tiny else [])
+    )
+    results = train.train_reference(
+        args.output_dir, models=models, tiny=args.tiny, command=command,
+        log=print if args.verbose else (lambda s: None), **changes,
+    )
+    for name, r in results.items():
+        print(f"{name}: wrote {r.model_path} (+ .json); test AUC {r.test_auc:.4f}, background "
+              f"rejection at 50% signal efficiency {r.rejection_at_50:.1f} ({r.seconds:.0f} s)")
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from . import stats, templates
 
@@ -76,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="summarise a jet file (default: the shipped sample)")
     i.add_argument("file", nargs="?", default=None)
     i.set_defaults(func=_cmd_info)
+
+    t = sub.add_parser("train", help="train the reference taggers (W vs QCD) and export ONNX")
+    t.add_argument("-o", "--output-dir", required=True,
+                   help="directory for <model>.onnx and its card <model>.json")
+    t.add_argument("--model", choices=["pfn", "hl", "all"], default="all",
+                   help="which tagger (default all)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default 1)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default per model)")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    t.add_argument("--tiny", action="store_true",
+                   help="tiny networks on a few hundred jets (seconds; for tests)")
+    t.add_argument("-v", "--verbose", action="store_true", help="print progress per epoch")
+    t.set_defaults(func=_cmd_train)
 
     d = sub.add_parser("demo", help="the main job on the shipped sample")
     d.set_defaults(func=_cmd_demo)
