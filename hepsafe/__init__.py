@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from . import datasets, exceptions, jets, metrics, validate
+from . import datasets, exceptions, jets, metrics, stats, templates, validate
 from .envelope import Envelope
 from .jets import JetBatch
 from .perturb import Perturbation, Perturber, perturb
+from .stats import WorkspaceConfig
+from .templates import Templates
 from .validate import GateConfig, GateReport, gate
 
 __version__ = "0.1.0"
@@ -16,12 +18,16 @@ __all__ = [
     "JetBatch",
     "Perturbation",
     "Perturber",
+    "Templates",
+    "WorkspaceConfig",
     "datasets",
     "exceptions",
     "gate",
     "jets",
     "metrics",
     "perturb",
+    "stats",
+    "templates",
     "validate",
     "__version__",
 ]
