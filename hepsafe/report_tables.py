@@ -48,3 +48,13 @@ def format_table(
     lines += [line(list(headers)), "  ".join("-" * w for w in widths)]
     lines += [line(r) for r in cells]
     return "\n".join(lines)
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".4g"
+) -> str:
+    """A GitHub-flavoured markdown table; floats formatted with ``floatfmt``, None as ``-``."""
+    cells = [[_cell(v, floatfmt) for v in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)

@@ -828,7 +828,10 @@ def fit_report(
         return {n: v for n, v in nominal.items() if n not in keep}
 
     full = fit(model, data)
-    rows = [_mu_row("all systematics", full, names), _mu_row("none", fit(model, data, nominal), [])]
+    rows = [
+        _mu_row("all variations", full, names),
+        _mu_row("no variations", fit(model, data, nominal), []),
+    ]
     for n in names:
         rows.append(_mu_row(f"only {n}", fit(model, data, without([n])), [n]))
         others = [m for m in names if m != n]
@@ -868,7 +871,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         format_table(
             ["fit", f"{poi}-hat", f"sigma_{poi}"],
             [[r["fit"], r["mu"], r["sigma_mu"]] for r in report["mu"]],
-            title=f"\n{poi}-hat with and without the systematics",
+            title=f"\n{poi}-hat with and without the variations (others fixed at nominal)",
         )
     )
     parts.append(

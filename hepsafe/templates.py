@@ -442,6 +442,15 @@ def from_cells(
     return from_arrays(arrays, observables)
 
 
+def _canonical(variations: Sequence[str]) -> list[str]:
+    """Variations ordered nominal first, then per systematic (first seen) up before down."""
+    names = [p[0] for v in variations if (p := split_variation(v))]
+    ordered = [NOMINAL] if NOMINAL in variations else []
+    for n in dict.fromkeys(names):
+        ordered += [v for v in (variation_name(n, UP), variation_name(n, DOWN)) if v in variations]
+    return ordered
+
+
 def _rebuilt(
     t: Templates,
     region_cells: Mapping[str, Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]]],
@@ -455,7 +464,7 @@ def _rebuilt(
         samples = t.sample_axis(region)
         variations = t.variation_axis(region)
         extra = [v for _, v in region_cells[region] if v not in variations]
-        variations += list(dict.fromkeys(extra))
+        variations = _canonical(variations + list(dict.fromkeys(extra)))
         h = _new_hist(e, name, label, samples, variations)
         view = h.view(flow=False)
         for (s, v), (vals, var) in region_cells[region].items():

@@ -198,11 +198,11 @@ def test_asimov_fit_mu_hat_and_sigma(report: dict) -> None:
     rows = {r["fit"]: r for r in report["mu"]}
     for row in rows.values():
         assert row["mu"] == pytest.approx(1.0, abs=1e-3)
-    none = rows["none"]["sigma_mu"]
+    none = rows["no variations"]["sigma_mu"]
     for name in ("tilt", "wnorm", "peak"):
         assert rows[f"only {name}"]["sigma_mu"] > none
-        assert rows["all systematics"]["sigma_mu"] > rows[f"all but {name}"]["sigma_mu"]
-    assert rows["all systematics"]["sigma_mu"] > 1.1 * none
+        assert rows["all variations"]["sigma_mu"] > rows[f"all but {name}"]["sigma_mu"]
+    assert rows["all variations"]["sigma_mu"] > 1.1 * none
 
 
 def test_impacts_rank_variations(report: dict) -> None:
@@ -387,7 +387,7 @@ def test_cli_fit(tmpl: T.Templates, tmp_path, capsys) -> None:
     assert "impacts on the POI" in capsys.readouterr().out
     rep = json.loads((out / "fit.json").read_text())
     mu = {r["fit"]: r for r in rep["mu"]}
-    assert mu["all systematics"]["mu"] == pytest.approx(1.0, abs=1e-3)
+    assert mu["all variations"]["mu"] == pytest.approx(1.0, abs=1e-3)
     pyhf.Workspace(json.loads((out / "workspace.json").read_text()))
     assert cli.main(args) == 2  # outputs exist, no --force
     user = tmp_path / "user.json"

@@ -221,6 +221,13 @@ def test_symmetrize_one_sided(tmpl: T.Templates) -> None:
     both = ("lowpt", "W", "tilt_down")
     assert np.array_equal(sym.values(*both), tmpl.values(*both))
     assert "wnorm_down" not in tmpl.variations("lowpt", "W")  # input untouched
+    assert sym.variation_axis("lowpt") == [
+        "nominal",
+        "tilt_up",
+        "tilt_down",
+        "wnorm_up",
+        "wnorm_down",
+    ]
     assert not sym.has("lowpt", "QCD", "wnorm_down")
 
 
