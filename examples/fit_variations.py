@@ -2,18 +2,20 @@
 
     python examples/fit_variations.py -o out/fit_variations
 
-Fills templates of an observable (the jet mass; swap :func:`observable` for a tagger score)
-for W (signal) and QCD (background) jets of the shipped sample's test split, nominal and
-under every variation of :func:`variations`, builds the pyhf workspace (signal normfactor
-``mu``, staterror, lumi, one normsys + histosys pair per variation), fits the Asimov data set
-at ``mu = 1`` with iminuit and writes into the output directory: ``templates.root``,
-``workspace.json``, ``fit.json``, ``fit.txt``, ``yields.txt`` and ``results_section.md``
-(the "Nuisance parameters in the fit" section of docs/RESULTS.md). The same fit from the
-command line: ``hepsafe fit OUT/templates.root -o OUT --signal W --lumi 0.017 --asimov``.
+Fills templates of an observable (the reference PFN tagger's W score, for jets in a jet-mass
+window; see :func:`observable` and :func:`region`) for W (signal) and QCD (background) jets
+of the shipped sample's test split, nominal and under every variation of :func:`variations`
+(observable and region recomputed on the varied jets). Builds the pyhf workspace (signal
+normfactor ``mu``, staterror, lumi, one normsys + histosys pair per variation), fits the
+Asimov data set at ``mu = 1`` with iminuit and writes into the output directory:
+``templates.root``, ``workspace.json``, ``fit.json``, ``fit.txt``, ``yields.txt`` and
+``results_section.md`` (the "Nuisance parameters in the fit" section of docs/RESULTS.md).
+The same fit from the command line:
+``hepsafe fit OUT/templates.root -o OUT --signal W --lumi 0.017 --asimov --force``.
 
 To add a variation, add an entry to :func:`variations`: a name and a function ``jets ->
 (up, down)`` returning varied JetBatches (``down`` None for a one-sided variation, which the
-fit mirrors). Adversarial perturbations enter the same way (see :func:`adversarial`).
+fit mirrors). Adversarial perturbations enter the same way, in :func:`adversarial`.
 """
 
 from __future__ import annotations
@@ -26,23 +28,32 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats
+from hepsafe import datasets, stats, tagger
 from hepsafe import templates as T
 from hepsafe import variations as V
 from hepsafe.jets import JetBatch
 from hepsafe.report_tables import markdown_table
 
-EDGES = np.linspace(40.0, 200.0, 9)  # jet mass bins [GeV]
-SAMPLES = {"W": (1, 0.05), "QCD": (0, 1.0)}  # name: (label, weight scale); S/B of a few %
+EDGES = np.linspace(0.0, 1.0, 11)  # tagger-score bins
+MASS_WINDOW = (55.0, 105.0)  # signal region: jet mass [GeV]
+SAMPLES = {"W": (1, 0.05), "QCD": (0, 1.0)}  # name: (label, weight scale)
 LUMI = 0.017  # relative luminosity uncertainty
 SEED = 1
 
 VariationFn = Callable[[JetBatch], tuple[JetBatch, JetBatch | None]]
+_TAGGER: dict[str, tagger.OnnxTagger] = {}
 
 
 def observable(jets: JetBatch) -> np.ndarray:
-    """The fitted observable, shape ``(n_jets,)``: the jet mass [GeV]."""
-    return np.asarray(jets.mass, dtype=np.float64)
+    """The fitted observable, shape ``(n_jets,)``: the reference PFN tagger's W score."""
+    if "pfn" not in _TAGGER:
+        _TAGGER["pfn"] = tagger.reference("pfn")
+    return _TAGGER["pfn"].predict(jets).astype(np.float64)
+
+
+def region(jets: JetBatch) -> np.ndarray:
+    """Jets in the signal region, shape ``(n_jets,)`` bool: jet mass [GeV] in MASS_WINDOW."""
+    return (jets.mass > MASS_WINDOW[0]) & (jets.mass < MASS_WINDOW[1])
 
 
 def variations() -> dict[str, VariationFn]:
@@ -65,7 +76,7 @@ def adversarial() -> dict[str, VariationFn]:
 
 def make_templates(jets: JetBatch, varied: dict[str, VariationFn]) -> T.Templates:
     """One region "SR": observable x {W, QCD} x {nominal, <name>_up, <name>_down}."""
-    h = T.book(EDGES, observable="mass", label="jet mass [GeV]")
+    h = T.book(EDGES, observable="score", label="PFN W score")
     batches: dict[str, JetBatch] = {T.NOMINAL: jets}
     for name, fn in varied.items():
         up, down = fn(jets)
@@ -74,52 +85,70 @@ def make_templates(jets: JetBatch, varied: dict[str, VariationFn]) -> T.Template
             batches[T.variation_name(name, T.DOWN)] = down
     for variation, batch in batches.items():
         x = observable(batch)
+        in_region = region(batch)
         for sample, (label, scale) in SAMPLES.items():
-            sel = batch.label == label
+            sel = in_region & (batch.label == label)
             h = T.fill(h, x[sel], sample, variation, weight=batch.weight[sel] * scale)
     return T.Templates({"SR": h})
 
 
-def results_section(report: dict, command: str) -> str:
+def results_section(report: dict, yields: str, command: str) -> str:
     """The markdown of docs/RESULTS.md "Nuisance parameters in the fit"."""
-    mu = report["mu"]
     ul = report["upper_limit"]
     sig = report["significance"]
+    lo, hi = MASS_WINDOW
     lines = [
         "## Nuisance parameters in the fit",
         "",
-        "W signal strength `mu` fitted (iminuit) to the Asimov data set at `mu = 1`: jet-mass",
-        f"templates ({len(EDGES) - 1} bins, 40-200 GeV) of W (signal, weight "
-        f"{SAMPLES['W'][1]}) and QCD",
-        "(background, weight 1) jets of the shipped sample's test split; staterror, lumi "
-        f"({100 * LUMI:.1f} %), and",
-        "per variation one nuisance parameter acting through a normsys + histosys pair",
-        "(one-sided variations mirrored). Variations: `escale` = constituent momentum scale",
-        "+-2 % (`scale_all_up/down`), `smear` = 2 % momentum smear, `tracking` = 2 % loss of",
-        "charged constituents (hepsafe.variations).",
-        "",
-        "Regenerate:",
+        "Regenerate (about 10 s):",
         "",
         f"    {command}",
         "",
+        "W signal strength `mu` fitted with iminuit to the Asimov data set at `mu = 1`. The",
+        f"templates are the reference PFN tagger's W score ({len(EDGES) - 1} bins) for jets "
+        f"with mass in {lo:g}-{hi:g} GeV:",
+        f"W (signal, weight {SAMPLES['W'][1]}) and QCD (background, weight 1) jets of the "
+        "shipped sample's test split.",
+        f"The model has staterror, lumi ({100 * LUMI:.1f} %) and, per variation, one nuisance "
+        "parameter acting",
+        "through a normsys + histosys pair (one-sided variations mirrored). Variations "
+        "(`hepsafe.variations`):",
+        f"`escale` = constituent momentum scale +-{100 * V.DEFAULT_SCALE['all']:g} % "
+        "(`scale_all_up/down`), `smear` = 2 % momentum smear,",
+        "`tracking` = 2 % loss of charged constituents.",
+        "",
+        "Yields in the signal region:",
+        "",
+        "```",
+        yields,
+        "```",
+        "",
+        "`mu`-hat and its uncertainty with the variations' nuisance parameters free or fixed "
+        "at nominal:",
+        "",
         markdown_table(
-            ["fit", "mu-hat", "sigma_mu"], [[r["fit"], r["mu"], r["sigma_mu"]] for r in mu]
+            ["fit", "mu-hat", "sigma_mu"],
+            [[r["fit"], r["mu"], r["sigma_mu"]] for r in report["mu"]],
+            floatfmt=".4f",
         ),
         "",
-        "Impacts on `mu` (parameter fixed at its post-fit value +-1 sigma, refit):",
+        "Impacts on `mu` (parameter fixed at its post-fit value +-1 sigma, refit), ranked:",
         "",
         markdown_table(
             ["rank", "parameter", "dmu (+1 sigma)", "dmu (-1 sigma)"],
             [[r["rank"], r["name"], r["up"], r["down"]] for r in report["impacts"]],
+            floatfmt=".4f",
         ),
         "",
-        f"CLs upper limit on mu (95 % CL, Asimov data at mu = 1): {ul['observed']:.3f}; "
-        "expected (background only) "
-        f"{ul['expected'][2]:.3f} [{ul['expected'][1]:.3f}, {ul['expected'][3]:.3f}] (+-1 sigma).",
-        f"Expected discovery significance: {sig['expected']:.2f} sigma.",
+        f"CLs upper limit on `mu` at 95 % CL (asymptotic, qtilde) on the Asimov data at mu = 1: "
+        f"{ul['observed']:.3f};",
+        f"expected (background only) {ul['expected'][2]:.3f} "
+        f"[{ul['expected'][1]:.3f}, {ul['expected'][3]:.3f}] at +-1 sigma. Expected discovery "
+        f"significance: {sig['expected']:.2f} sigma.",
         "",
-        "The adversarial nuisance parameter joins this table when the attacks land: add it",
-        "in `adversarial()` of `examples/fit_variations.py` and rerun the command.",
+        "The adversarial nuisance parameter is not in this table yet: it joins it once the",
+        "attacks are in the package, as an entry of `adversarial()` in",
+        "`examples/fit_variations.py`, with the same command.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -138,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out, force=True)
     command = f"python examples/fit_variations.py -o {args.output_dir}"
-    (out / "results_section.md").write_text(results_section(res.report, command))
+    section = results_section(res.report, res.yields, command)
+    (out / "results_section.md").write_text(section)
     print(res.yields)
     print(res.text)
     print(f"wrote {out}/ in {time.perf_counter() - start:.1f} s")
