@@ -53,6 +53,7 @@ MODELS_DIR = Path(__file__).parent / "models"
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
+_CHUNK = 4096  # jets padded and featurised at once by predict
 
 
 # --------------------------------------------------------------------------- the card
@@ -434,7 +435,8 @@ class OnnxTagger:
     ``path``: the ``.onnx`` file; ``card``: its card (path or dict; default the ``.json``
     beside it). ``providers``: "auto" (CUDA when ONNX Runtime offers it and it works, else
     CPU, logged), "cpu", "cuda" (an error if unavailable), or a list of ONNX Runtime provider
-    names. ``batch_size``: jets per ONNX Runtime call. ``intra_op_threads``: ONNX Runtime
+    names. ``batch_size``: jets per ONNX Runtime call (256 keeps the activations of the
+    reference PFN in cache; see docs/BENCHMARKS.md). ``intra_op_threads``: ONNX Runtime
     intra-op threads (None: its default). ``optimization``: graph optimisation level,
     "disable", "basic", "extended" or "all". :attr:`provider` names the provider that runs.
     """
@@ -444,7 +446,7 @@ class OnnxTagger:
         path: str | os.PathLike[str],
         card: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         providers: str | Sequence[str] = "auto",
-        batch_size: int = 1024,
+        batch_size: int = 256,
         intra_op_threads: int | None = None,
         optimization: str = "all",
     ) -> None:
@@ -570,28 +572,37 @@ class OnnxTagger:
         res = self.session.run(names, feed)
         return dict(zip(names, res, strict=True))
 
+    def _check_finite(self, inputs: Mapping[str, np.ndarray], start: int) -> None:
+        """Raise InputError naming the features and jets (JetBatch indices) that are not finite."""
+        for s in self.inputs:
+            x = inputs[s.name]
+            bad_el = ~np.isfinite(x)
+            if not bad_el.any():
+                continue
+            jet_bad = np.flatnonzero(bad_el.reshape(len(x), -1).any(axis=1)) + start
+            feats = s.features if s.kind != "mask" else ("mask",)
+            cols = bad_el.reshape(-1, len(feats)).any(axis=0)
+            raise InputError(
+                f"non-finite features {[f for f, c in zip(feats, cols, strict=True) if c]} in "
+                f"input '{s.name}' of tagger '{self.name}' for jet(s) "
+                f"{jet_bad[:20].tolist()}{' ...' if len(jet_bad) > 20 else ''} "
+                f"(indices into the JetBatch; {len(jet_bad)} jet(s) in all)"
+            )
+
     def _batches(self, jets: JetBatch, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         parts: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
-        for start in range(0, len(jets), self.batch_size):
-            sub = jets[start : start + self.batch_size]
+        # padding and features run on chunks of >= _CHUNK jets (amortises the awkward calls);
+        # ONNX Runtime then runs on batch_size jets at a time
+        chunk = max(self.batch_size, _CHUNK)
+        for start in range(0, len(jets), chunk):
+            sub = jets[start : start + chunk]
             inputs = self.inputs_from_padded(np, self.padded(sub))
-            for s in self.inputs:
-                x = inputs[s.name]
-                bad_el = ~np.isfinite(x)
-                if bad_el.any():
-                    jet_bad = np.flatnonzero(bad_el.reshape(len(x), -1).any(axis=1)) + start
-                    feats = s.features if s.kind != "mask" else ("mask",)
-                    cols = (bad_el.reshape(-1, len(feats)).any(axis=0)
-                            if s.kind != "mask" else np.array([True]))
-                    raise InputError(
-                        f"non-finite features {[f for f, c in zip(feats, cols, strict=True) if c]}"
-                        f" in input '{s.name}' of tagger '{self.name}' for jet(s) "
-                        f"{jet_bad[:20].tolist()}{' ...' if len(jet_bad) > 20 else ''} "
-                        f"(indices into the JetBatch; {len(jet_bad)} jet(s) in all)"
-                    )
-            res = self.run(inputs, outputs)
-            for n in outputs:
-                parts[n].append(res[n])
+            self._check_finite(inputs, start)
+            for b in range(0, len(sub), self.batch_size):
+                res = self.run({k: v[b : b + self.batch_size] for k, v in inputs.items()},
+                               outputs)
+                for n in outputs:
+                    parts[n].append(res[n])
         return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
 
     def predict_proba(self, jets: JetBatch) -> np.ndarray:

@@ -236,17 +236,11 @@ def _to_onnx(net: Any, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> A
         inits.append(numpy_helper.from_array(np.asarray(a, dtype=dtype), name))
         return name
 
-    def dense(x: str, w: np.ndarray, b: np.ndarray, name: str, relu: bool, gemm: bool) -> str:
+    def dense(x: str, w: np.ndarray, b: np.ndarray, name: str, relu: bool) -> str:
         wt = const(f"{name}.weight_t", w.T)
         bb = const(f"{name}.bias", b)
-        if gemm:
-            nodes.append(helper.make_node("Gemm", [x, wt, bb], [f"{name}.y"], name=f"{name}"))
-            y = f"{name}.y"
-        else:
-            nodes.append(helper.make_node("MatMul", [x, wt], [f"{name}.mm"], name=f"{name}.mm"))
-            nodes.append(helper.make_node("Add", [f"{name}.mm", bb], [f"{name}.y"],
-                                          name=f"{name}.add"))
-            y = f"{name}.y"
+        nodes.append(helper.make_node("Gemm", [x, wt, bb], [f"{name}.y"], name=f"{name}"))
+        y = f"{name}.y"
         if relu:
             nodes.append(helper.make_node("Relu", [y], [f"{name}.relu"], name=f"{name}.relu"))
             y = f"{name}.relu"
@@ -258,12 +252,18 @@ def _to_onnx(net: Any, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> A
             helper.make_tensor_value_info("constituents", TensorProto.FLOAT, ["n", cfg.n_max, k]),
             helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["n", cfg.n_max]),
         ]
-        h = "constituents"
+        # the per-particle MLP runs on (n * n_max, k) rows: Gemm + Relu fuse in ONNX Runtime
+        nodes.append(helper.make_node("Reshape", ["constituents", const("rows", [-1, k], np.int64)],
+                                      ["particles"], name="to_rows"))
+        h = "particles"
         for i, layer in enumerate(net.phi):
             w, b = _linear_params(layer)
             if i == 0:
                 w, b = _fold(w, b, mean, std)
-            h = dense(h, w, b, f"phi{i}", relu=True, gemm=False)
+            h = dense(h, w, b, f"phi{i}", relu=True)
+        shape = const("per_jet", [-1, cfg.n_max, cfg.phi_sizes[-1]], np.int64)
+        nodes.append(helper.make_node("Reshape", [h, shape], ["phi_out"], name="to_jets"))
+        h = "phi_out"
         nodes.append(helper.make_node("Unsqueeze", ["mask", const("axes_last", [2], np.int64)],
                                       ["mask3"], name="mask_unsqueeze"))
         nodes.append(helper.make_node("Mul", [h, "mask3"], ["phi_masked"], name="mask_mul"))
@@ -279,9 +279,9 @@ def _to_onnx(net: Any, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> A
         w, b = _linear_params(layer)
         if i == 0 and cfg.model == "hl":
             w, b = _fold(w, b, mean, std)
-        g = dense(g, w, b, f"f{i}", relu=True, gemm=True)
+        g = dense(g, w, b, f"f{i}", relu=True)
     w, b = _linear_params(net.out)
-    g = dense(g, w, b, "out", relu=False, gemm=True)
+    g = dense(g, w, b, "out", relu=False)
     nodes.append(helper.make_node("Squeeze", [g, const("axes_sq", [1], np.int64)], ["logit"],
                                   name="squeeze"))
     outputs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["n"])]
