@@ -872,6 +872,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             ["fit", f"{poi}-hat", f"sigma_{poi}"],
             [[r["fit"], r["mu"], r["sigma_mu"]] for r in report["mu"]],
             title=f"\n{poi}-hat with and without the variations (others fixed at nominal)",
+            floatfmt=".4f",
         )
     )
     parts.append(
@@ -879,6 +880,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             ["rank", "parameter", f"d{poi} (+1 sigma)", f"d{poi} (-1 sigma)"],
             [[r["rank"], r["name"], r["up"], r["down"]] for r in report["impacts"]],
             title="\nimpacts on the POI (parameter fixed at post-fit +-1 sigma, refit)",
+            floatfmt=".4f",
         )
     )
     parts.append(
@@ -889,6 +891,7 @@ def format_report(report: Mapping[str, Any]) -> str:
                 for r in report["pulls"]
             ],
             title="\npulls",
+            floatfmt=".4f",
         )
     )
     sig = report["significance"]

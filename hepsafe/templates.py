@@ -671,14 +671,19 @@ def read_root_templates(
         for key, cls in f.classnames(recursive=False, cycle=False).items():
             if not cls.startswith("TH1"):
                 continue
-            for r in regions:
-                for s in samples:
-                    prefix = f"{r}_{s}_"
-                    if key.startswith(prefix):
-                        obj = f[key]
-                        cells[(r, s, key[len(prefix) :])] = _th1_arrays(obj)
-                        title = str(obj.member("fTitle") or "") or None
-                        observables.setdefault(r, ("observable", title))
+            # the longest matching (region, sample) prefix wins: "SR_W_x_nominal" is sample
+            # "W_x" when both "W" and "W_x" are given
+            pairs = sorted(
+                ((r, s) for r in regions for s in samples), key=lambda rs: -len(rs[0] + rs[1])
+            )
+            for r, s in pairs:
+                prefix = f"{r}_{s}_"
+                if key.startswith(prefix):
+                    obj = f[key]
+                    cells[(r, s, key[len(prefix) :])] = _th1_arrays(obj)
+                    title = str(obj.member("fTitle") or "") or None
+                    observables.setdefault(r, ("observable", title))
+                    break
         if not cells:
             raise TemplateError(
                 f"{path}: no TH1 named {{region}}_{{sample}}_{{variation}} for regions "

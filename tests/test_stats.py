@@ -416,3 +416,16 @@ def test_cli_fit(tmpl: T.Templates, tmp_path, capsys) -> None:
     patched = stats.apply_patch(json.loads(user.read_text()), patch)
     assert patched == json.loads((out / "workspace.json").read_text())
     assert (out / "patchset.json").exists()
+
+
+def test_example_fit_variations_runs(tmp_path) -> None:
+    """The command written in docs/RESULTS.md runs and writes its section."""
+    import runpy
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "fit_variations.py"
+    mod = runpy.run_path(str(path))
+    assert mod["main"](["-o", str(tmp_path)]) == 0
+    section = (tmp_path / "results_section.md").read_text()
+    assert section.startswith("## Nuisance parameters in the fit")
+    rep = json.loads((tmp_path / "fit.json").read_text())
+    assert {r["name"] for r in rep["impacts"]} == {"escale", "smear", "tracking", "lumi"}
