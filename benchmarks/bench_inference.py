@@ -18,7 +18,8 @@ run through
 interleaved, best of ``--repeats`` rounds each (the machine is shared: the best round is
 the least disturbed one). Ratios are ort / torch in jets per second. End-to-end
 ``predict`` (padding + features + ONNX Runtime) is reported alongside. All outputs are
-checked to agree before timing.
+checked to agree before timing. ``--layouts`` instead compares the committed PFN graph
+(per-particle MLP as Gemm + Relu on rows) with a MatMul + Add variant on the 3-d tensor.
 """
 
 from __future__ import annotations
@@ -76,6 +77,69 @@ def _native(tagger: OnnxTagger) -> torch.nn.Module:
             return self.out(h).squeeze(-1)
 
     return Net().eval()
+
+
+def _matmul_variant(tagger: OnnxTagger) -> bytes:
+    """The PFN graph with its per-particle MLP as MatMul + Add on the 3-d (n, n_max, k) tensor
+    (the layout torch's exporter writes for nn.Linear on 3-d input), same weights."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(tagger.model)
+    g = model.graph
+    nodes = []
+    for node in g.node:
+        if node.name == "to_rows":
+            continue
+        if node.name == "to_jets":
+            nodes.append(helper.make_node("Identity", [node.input[0]], list(node.output),
+                                          name=node.name))
+            continue
+        if node.op_type == "Gemm" and node.name.startswith("phi"):
+            x = "constituents" if node.name == "phi0" else node.input[0]
+            nodes.append(helper.make_node("MatMul", [x, node.input[1]], [node.name + ".mm"],
+                                          name=node.name + ".mm"))
+            nodes.append(helper.make_node("Add", [node.name + ".mm", node.input[2]],
+                                          list(node.output), name=node.name))
+            continue
+        nodes.append(node)
+    del g.node[:]
+    g.node.extend(nodes)
+    keep = [i for i in g.initializer if i.name not in ("rows", "per_jet")]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def layouts(n_jets: int, batch_sizes: list[int], repeats: int) -> None:
+    """ONNX Runtime on the committed PFN (Gemm on rows) vs its MatMul + Add variant, 1 thread."""
+    jets = datasets.load_sample("test")
+    jets = jets[jets.label <= 1][:n_jets]
+    base = reference("pfn", providers="cpu")
+    inputs = base.inputs_from_padded(np, base.padded(jets))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sessions = {
+        "gemm-rows": ort.InferenceSession(str(base.path), so, providers=["CPUExecutionProvider"]),
+        "matmul-3d": ort.InferenceSession(_matmul_variant(base), so,
+                                          providers=["CPUExecutionProvider"]),
+    }
+    outs = [s.run(["logit"], inputs)[0] for s in sessions.values()]
+    diff = np.abs(outs[0] - outs[1]).max()
+    print(f"\n## pfn graph layouts, 1 thread (max |difference| of the logit {diff:.1e})")
+    print("batch  gemm-rows jets/s  matmul-3d jets/s  ratio")
+    for b in batch_sizes:
+        chunks = _batches(inputs, b)
+        best = dict.fromkeys(sessions, np.inf)
+        for _ in range(repeats):
+            for k, sess in sessions.items():
+                best[k] = min(best[k], _time(lambda s=sess, cs=chunks: [s.run(["logit"], c)
+                                                                        for c in cs]))
+        r = {k: len(jets) / v for k, v in best.items()}
+        print(f"{b:5d}  {r['gemm-rows']:16.0f}  {r['matmul-3d']:16.0f}  "
+              f"{r['gemm-rows'] / r['matmul-3d']:5.2f}")
 
 
 def _time(fn: Callable[[], Any]) -> float:
@@ -165,9 +229,14 @@ def main() -> None:
     p.add_argument("--opt-levels", nargs="+", default=["all"],
                    choices=["disable", "basic", "extended", "all"])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--layouts", action="store_true",
+                   help="only compare the PFN graph layouts (Gemm on rows vs MatMul + Add 3-d)")
     a = p.parse_args()
     print(f"onnxruntime {ort.__version__}, torch {torch.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs visible")
+    if a.layouts:
+        layouts(a.jets, a.batch_sizes, a.repeats)
+        return
     for m in (["pfn", "hl"] if a.model == "all" else [a.model]):
         bench(m, a.jets, a.threads, a.batch_sizes, a.repeats, a.opt_levels)
 
