@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import datasets, exceptions, jets, metrics, stats, templates, validate
+from . import datasets, exceptions, features, jets, metrics, stats, tagger, templates, validate
 from .envelope import Envelope
 from .jets import JetBatch
 from .perturb import Perturbation, Perturber, perturb
 from .stats import WorkspaceConfig
+from .tagger import OnnxTagger
 from .templates import Templates
 from .validate import GateConfig, GateReport, gate
 
@@ -16,17 +17,20 @@ __all__ = [
     "GateConfig",
     "GateReport",
     "JetBatch",
+    "OnnxTagger",
     "Perturbation",
     "Perturber",
     "Templates",
     "WorkspaceConfig",
     "datasets",
     "exceptions",
+    "features",
     "gate",
     "jets",
     "metrics",
     "perturb",
     "stats",
+    "tagger",
     "templates",
     "validate",
     "__version__",
