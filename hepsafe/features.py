@@ -39,6 +39,7 @@ __all__ = [
     "JET_FEATURES",
     "PADDED_FIELDS",
     "Namespace",
+    "as_namespace",
     "constituent_features",
     "jet_features",
     "namespace",
@@ -59,6 +60,7 @@ class Namespace:
     """
 
     name = "abstract"
+    float32: Any
     float64: Any
 
     def astype(self, x: Any, dtype: Any) -> Any:  # pragma: no cover - interface
@@ -68,6 +70,7 @@ class Namespace:
 class _NumpyNamespace(Namespace):
     name = "numpy"
     float64 = np.float64
+    float32 = np.float32
     bool_ = np.bool_
     where = staticmethod(np.where)
     log = staticmethod(np.log)
@@ -116,6 +119,7 @@ class _TorchNamespace(Namespace):
 
         self._t = torch
         self.float64 = torch.float64
+        self.float32 = torch.float32
         self.bool_ = torch.bool
         self.log = torch.log
         self.sqrt = torch.sqrt
@@ -181,6 +185,11 @@ def namespace(*arrays: Any) -> Namespace:
         if mod == "torch" or type(a).__module__.split(".")[0] == "torch":
             return _torch_namespace()
     return _NUMPY
+
+
+def as_namespace(xp: Any, arrays: Sequence[Any] = ()) -> Namespace:
+    """``xp`` (numpy, torch, a Namespace, or None: from ``arrays``) as a :class:`Namespace`."""
+    return _resolve(xp, arrays)
 
 
 def _resolve(xp: Any, arrays: Sequence[Any]) -> Namespace:

@@ -533,9 +533,9 @@ class OnnxTagger:
         if missing:
             raise InputError(f"padded constituents lack key(s) {missing} (expected {list(need)} "
                              "and 'charge')")
-        ns = F._resolve(xp, [padded["pt"]])
+        ns = F.as_namespace(xp, [padded["pt"]])
         n_have = ns.shape(padded["pt"])[1] if len(ns.shape(padded["pt"])) == 2 else -1
-        f32 = np.float32 if ns.name == "numpy" else __import__("torch").float32
+        f32 = ns.float32
         out: dict[str, Any] = {}
         for s in self.inputs:
             if n_have < s.n_max:
