@@ -34,11 +34,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from . import datasets
+def _run_config(cfg: object, args: argparse.Namespace) -> int:
+    import logging
 
-    print(datasets.describe(datasets.load_sample()))
+    from . import pipeline, report
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hepsafe").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        res = pipeline.run(cfg, force=args.force, quiet=args.quiet,
+                           strict_gate=args.strict_gate)
+    except pipeline.GateFailed as exc:
+        print(report.summary_text(exc.result.summary))
+        print(f"hepsafe: gate failed: {exc}", file=sys.stderr)
+        return 3
+    print(report.summary_text(res.summary))
+    print(f"wrote {res.output}/ ({len(res.files)} files; report: {res.output}/report.html)")
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import config
+
+    cfg = config.load(args.config)
+    if args.output:
+        cfg.raw["output"] = str(config.Path(args.output).resolve())
+    return _run_config(cfg, args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import config
+
+    cfg = config.load(config.DEMO_CONFIG)
+    cfg.raw["output"] = str(config.Path(args.output).resolve())
+    return _run_config(cfg, args)
+
+
+def _add_run_options(p: argparse.ArgumentParser, default_output: str | None) -> None:
+    p.add_argument("-o", "--output", default=default_output,
+                   help="output directory" + (f" (default {default_output})"
+                                              if default_output else " (overrides the config)"))
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs)")
+    p.add_argument("--strict-gate", action="store_true",
+                   help="exit with status 3 when a control-region gate fails")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -111,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-v", "--verbose", action="store_true", help="print progress per epoch")
     t.set_defaults(func=_cmd_train)
 
-    d = sub.add_parser("demo", help="the main job on the shipped sample")
+    d = sub.add_parser("demo", help="the main job on the shipped sample and reference PFN")
+    _add_run_options(d, "hepsafe-demo")
     d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("run", help="the main job on a YAML configuration (schemas/run.schema.json)")
+    r.add_argument("config", help="YAML run configuration")
+    _add_run_options(r, None)
+    r.set_defaults(func=_cmd_run)
 
     f = sub.add_parser("fit", help="templates (+ a pyhf workspace) -> workspace/patch and fit")
     f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates)")

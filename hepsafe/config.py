@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A validated run configuration; ``raw`` is the dict with defaults filled in and paths
-    resolved relative to the config file's directory."""
+    """A validated run configuration; ``raw`` is the dict with defaults filled in, input
+    paths resolved relative to the config file's directory and ``output`` relative to the
+    working directory."""
 
     raw: dict[str, Any]
     source: str
@@ -121,8 +122,11 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
                     f"{source}: key '{key}/{i}/name': '{name}' is used twice; give each a name"
                 )
             seen.add(name)
-    cfg["output"] = _resolve(cfg["output"], base)
+    cfg["output"] = _resolve(cfg["output"], Path.cwd())
     return RunConfig(raw=cfg, source=source)
+
+
+DEMO_CONFIG = Path(__file__).parent / "data" / "demo.yaml"
 
 
 def load(path: str | os.PathLike[str]) -> RunConfig:

@@ -1,0 +1,407 @@
+"""The main job: a run configuration -> nominal inference, variations and attacks, the
+control-region gate, templates, the pyhf fit, and a report directory.
+
+``run(config)`` is what ``hepsafe run CONFIG.yaml`` and ``hepsafe demo`` call. The output
+directory is built in a temporary folder beside the target and renamed into place at the
+end, so a failed run leaves no partial output, and an existing directory is replaced only
+with ``force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics, stats, validate
+from . import templates as T
+from . import variations as V
+from .config import RunConfig
+from .envelope import Envelope
+from .exceptions import ConfigError, InputError, OutputExistsError
+from .io import sha256sum, write_json, write_text
+from .jets import JetBatch, read_root
+from .tagger import OnnxTagger
+
+log = logging.getLogger("hepsafe.pipeline")
+
+REGION = "SR"
+NOMINAL = T.NOMINAL
+
+
+@dataclass
+class Sample:
+    """One configured sample: its jets (weights already scaled) and role."""
+
+    name: str
+    role: str
+    jets: JetBatch
+    files: list[str]
+
+
+@dataclass
+class Varied:
+    """One variation or attack: its name, kind, and per-sample varied jets and scores."""
+
+    name: str
+    kind: str  # "variation" or "attack"
+    direction: str  # "up", "down" (two-sided variations) or "up" alone (one-sided)
+    jets: dict[str, JetBatch]
+    scores: dict[str, np.ndarray]
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the summary rows, the gate verdicts, the fit report, and the
+    output directory."""
+
+    output: Path
+    summary: list[dict[str, Any]]
+    gates: dict[str, Any]
+    fit: dict[str, Any]
+    files: list[str]
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """Progress for long steps: a rich progress bar, or nothing in quiet mode."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._bar: Any = None
+
+    def __enter__(self) -> Progress:
+        if not self.quiet:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description:<38}"), BarColumn(), TimeElapsedColumn(),
+                transient=False,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def step(self, description: str, total: int = 1) -> Iterator[Callable[[int], None]]:
+        """A step with ``total`` units; yields ``advance(n)``."""
+        if self._bar is None:
+            yield lambda n=1: None
+            return
+        task = self._bar.add_task(description, total=total)
+        try:
+            yield lambda n=1: self._bar.advance(task, n)
+        finally:
+            self._bar.update(task, completed=total)
+
+
+# --------------------------------------------------------------------------- inputs
+def load_samples(cfg: RunConfig) -> dict[str, Sample]:
+    """Read every configured sample (format, label, split, max_jets, weight scale)."""
+    from .datasets import is_test
+    from .nanoaod import read_pfnano
+
+    out: dict[str, Sample] = {}
+    for i, s in enumerate(cfg["samples"]):
+        batches = []
+        for f in s["files"]:
+            if cfg["format"] == "pfnano":
+                batches.append(read_pfnano(f, cfg["collection"]))
+            else:
+                batches.append(read_root(f, cfg["tree"]))
+        jets = JetBatch.concatenate(batches)
+        if "label" in s:
+            jets = jets[jets.label == s["label"]]
+        split = s.get("split", "all")
+        if split != "all":
+            test = is_test(jets.event)
+            jets = jets[test if split == "test" else ~test]
+        if "max_jets" in s:
+            jets = jets[: s["max_jets"]]
+        if len(jets) == 0:
+            raise InputError(
+                f"{cfg.source}: key 'samples/{i}' ('{s['name']}'): no jets selected from "
+                f"{s['files']}"
+            )
+        if "scale" in s:
+            jets = jets.replace(weight=(jets.weight * s["scale"]).astype(np.float32))
+        out[s["name"]] = Sample(s["name"], s["role"], jets, list(s["files"]))
+    return out
+
+
+def make_envelope(cfg: RunConfig) -> Envelope:
+    """The envelope of the run: from ``envelope/file`` or the uniform bounds given."""
+    e = cfg["envelope"]
+    if "file" in e:
+        return Envelope.from_json(e["file"])
+    return Envelope(pt=e["pt"], eta=e["eta"], phi=e["phi"])
+
+
+def variation_sides(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """Registered variation names behind a config entry: ``[(direction, registry name)]``.
+
+    ``{type: scale_all}`` -> up and down (``scale_all_up``/``_down``); ``{type:
+    smear_energy}`` -> one-sided "up".
+    """
+    kind = entry["type"]
+    known = V.list_variations()
+    if f"{kind}_up" in known and f"{kind}_down" in known:
+        return [("up", f"{kind}_up"), ("down", f"{kind}_down")]
+    if kind in known:
+        return [("up", kind)]
+    two = sorted({k.rsplit("_", 1)[0] for k in known if k.endswith(("_up", "_down"))})
+    one = [k for k in known if not k.endswith(("_up", "_down"))]
+    raise ConfigError(
+        f"key 'variations': unknown variation type '{kind}' (known: {two + one})"
+    )
+
+
+def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, seed: int) -> Any:
+    """The attack object for a config entry (``type`` and its options)."""
+    from .attacks.registry import make_attack as factory
+
+    opts = {k: v for k, v in entry.items() if k not in ("type", "name", "epsilon", "target")}
+    env = Envelope.uniform(entry["epsilon"]) if "epsilon" in entry else envelope
+    return factory(entry["type"], tagger, env, seed=seed, **opts)
+
+
+# --------------------------------------------------------------------------- output dir
+@contextlib.contextmanager
+def output_dir(target: Path, force: bool) -> Iterator[Path]:
+    """A temporary directory beside ``target``, renamed onto it when the block succeeds.
+
+    Without ``force`` an existing ``target`` raises :class:`OutputExistsError` before any
+    work; with it, the old directory is replaced only after the new one is complete.
+    """
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} exists; pass --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------- the run
+def _metrics_row(
+    name: str, kind: str, sig: Sample, bkg: list[Sample], s_nom: np.ndarray,
+    s_var: np.ndarray, b_var: np.ndarray, b_nom: np.ndarray, thr: float,
+) -> dict[str, Any]:
+    wb = np.concatenate([b.jets.weight for b in bkg])
+    ws = sig.jets.weight
+    eff_s = metrics.efficiency(s_var, thr, ws)
+    eff_b = metrics.efficiency(b_var, thr, wb)
+    eff_s0 = metrics.efficiency(s_nom, thr, ws)
+    eff_b0 = metrics.efficiency(b_nom, thr, wb)
+    signif = eff_s / np.sqrt(eff_b) if eff_b > 0 else float("inf")
+    signif0 = eff_s0 / np.sqrt(eff_b0) if eff_b0 > 0 else float("inf")
+    fool = metrics.fooling_rate(s_nom, s_var, thr, ws)
+    return {
+        "name": name,
+        "kind": kind,
+        "auc": metrics.roc_auc(s_var, b_var, ws, wb),
+        "eff_sig": eff_s,
+        "eff_bkg": eff_b,
+        "rel_eff_sig": eff_s / eff_s0 - 1 if eff_s0 > 0 else 0.0,
+        "sig_over_sqrt_bkg_change": signif / signif0 - 1 if np.isfinite(signif0) else 0.0,
+        "fooling_rate_sig": fool.rate,
+    }
+
+
+def run(
+    cfg: RunConfig, force: bool = False, quiet: bool = False, strict_gate: bool = False
+) -> RunResult:
+    """Run the whole chain for ``cfg``; write the output directory; return a summary."""
+    from . import plots, report
+
+    t_start = time.perf_counter()
+    seed = int(cfg["seed"])
+    target = cfg.output
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} exists; pass --force to replace it")
+    tg = cfg["tagger"]
+    tagger = OnnxTagger(
+        tg["model"], card=tg.get("card"), providers=tg.get("providers", "auto"),
+        **({"batch_size": tg["batch_size"]} if "batch_size" in tg else {}),
+    )
+    envelope = make_envelope(cfg)
+    for entry in cfg["variations"]:
+        variation_sides(entry)  # fail early on an unknown type
+    attacks = [(a, make_attack(a, tagger, envelope, seed)) for a in cfg["attacks"]]
+
+    with Progress(quiet) as progress, output_dir(target, force) as out:
+        with progress.step("reading samples", len(cfg["samples"])) as adv:
+            samples = load_samples(cfg)
+            adv(len(samples))
+        sig = [s for s in samples.values() if s.role == "signal"]
+        bkg = [s for s in samples.values() if s.role == "background"]
+        control = samples[cfg["control"]]
+        with progress.step("nominal inference", len(samples)) as adv:
+            nominal = {}
+            for name, s in samples.items():
+                nominal[name] = tagger.predict(s.jets)
+                adv(1)
+        varied: list[Varied] = []
+        n_var = sum(len(variation_sides(e)) for e in cfg["variations"])
+        with progress.step("physics variations", max(n_var, 1) * len(samples)) as adv:
+            for entry in cfg["variations"]:
+                for direction, reg in variation_sides(entry):
+                    t0 = time.perf_counter()
+                    jets, scores = {}, {}
+                    for name, s in samples.items():
+                        jets[name] = V.apply_variation(reg, s.jets, seed=seed)
+                        scores[name] = tagger.predict(jets[name])
+                        adv(1)
+                    varied.append(Varied(entry["name"], "variation", direction, jets, scores,
+                                         time.perf_counter() - t0, {"registry": reg}))
+        for entry, attack in attacks:
+            with progress.step(f"attack {entry['name']}", len(samples)) as adv:
+                t0 = time.perf_counter()
+                jets, scores = {}, {}
+                for name, s in samples.items():
+                    jets[name] = attack(s.jets, entry.get("target", "down")).jets
+                    scores[name] = tagger.predict(jets[name])
+                    adv(1)
+                info = dict(attack.last_info.details) if attack.last_info else {}
+                varied.append(Varied(entry["name"], "attack", "up", jets, scores,
+                                     time.perf_counter() - t0, info))
+
+        # gate on the control sample, for every variation and attack
+        gate_cfg = validate.GateConfig.from_dict(cfg["gate"]) if cfg["gate"] else None
+        gates: dict[str, Any] = {}
+        gate_reports: dict[str, validate.GateReport] = {}
+        with progress.step("control-region gate", max(len(varied), 1)) as adv:
+            for v in varied:
+                key = v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
+                rep = validate.gate(
+                    control.jets, v.jets[control.name], nominal[control.name],
+                    v.scores[control.name], config=gate_cfg,
+                )
+                gate_reports[key] = rep
+                gates[key] = rep.to_dict()
+                adv(1)
+
+        # metrics at the working point of the first signal sample
+        s0 = sig[0]
+        wp_eff = float(cfg["working_point"]["signal_efficiency"])
+        thr = metrics.threshold_at_efficiency(nominal[s0.name], wp_eff, s0.jets.weight)
+        b_nom = np.concatenate([nominal[b.name] for b in bkg])
+        summary = [_metrics_row("nominal", "nominal", s0, bkg, nominal[s0.name],
+                                nominal[s0.name], b_nom, b_nom, thr)]
+        for v in varied:
+            key = v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
+            row = _metrics_row(key, v.kind, s0, bkg, nominal[s0.name], v.scores[s0.name],
+                               np.concatenate([v.scores[b.name] for b in bkg]), b_nom, thr)
+            row["gate"] = "pass" if gate_reports[key].passed else "FAIL"
+            row["gate_failed"] = list(gate_reports[key].failed_variables)
+            row["seconds"] = round(v.seconds, 2)
+            summary.append(row)
+        summary[0]["gate"] = "-"
+
+        # templates and fit
+        with progress.step("templates and pyhf fit", 2) as adv:
+            lo, hi = cfg["observable"]["range"]
+            edges = np.linspace(lo, hi, int(cfg["observable"]["bins"]) + 1)
+            h = T.book(edges, observable="score", label=f"{tagger.name} score")
+            for name, s in samples.items():
+                h = T.fill(h, nominal[name], name, NOMINAL, weight=s.jets.weight, clip=True)
+                for v in varied:
+                    h = T.fill(h, v.scores[name], name, T.variation_name(v.name, v.direction),
+                               weight=v.jets[name].weight, clip=True)
+            templates = T.Templates({REGION: h})
+            T.write_templates(templates, out / "templates.root")
+            T.write_templates(templates, out / "templates.json")
+            adv(1)
+            wcfg = stats.WorkspaceConfig(
+                signal=tuple(s.name for s in sig),
+                lumi=float(cfg["fit"]["lumi_uncertainty"]) or None,
+            )
+            # the user-side view: a nominal-only workspace, and the patch adding our modifiers
+            base = stats.build_workspace(T.select_systematics(templates, []), wcfg)
+            fitted = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
+            write_json(out / "workspace.json", fitted.workspace)
+            write_json(out / "patch.json", fitted.patch)
+            write_json(out / "fit.json", fitted.report)
+            write_text(out / "fit.txt", fitted.text)
+            write_text(out / "yields.txt", fitted.yields + "\n")
+            adv(1)
+
+        write_json(out / "gate.json", gates)
+        write_json(out / "summary.json", summary)
+        with progress.step("plots and report", 1) as adv:
+            figures = plots.make_all(
+                out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name
+            )
+            provenance = make_provenance(cfg, samples, tagger, seed)
+            write_json(out / "provenance.json", provenance)
+            report.write_reports(out, cfg, summary, gate_reports, fitted.report, figures,
+                                 provenance)
+            adv(1)
+        files = sorted(p.name for p in out.iterdir())
+    elapsed = time.perf_counter() - t_start
+    log.info("run finished in %.1f s: %s", elapsed, target)
+    result = RunResult(target, summary, gates, fitted.report, files)
+    if strict_gate and any(r.get("gate") == "FAIL" for r in summary):
+        failed = [r["name"] for r in summary if r.get("gate") == "FAIL"]
+        raise GateFailed(f"control-region gate failed for {failed} (see {target}/gate.json)",
+                         result)
+    return result
+
+
+class GateFailed(Exception):
+    """Raised by :func:`run` with ``strict_gate`` when a gate failed; carries the result."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def make_provenance(
+    cfg: RunConfig, samples: dict[str, Sample], tagger: OnnxTagger, seed: int
+) -> dict[str, Any]:
+    """hepsafe version, input checksums, model and card hashes, the config, the seed."""
+    from . import __version__
+
+    files = sorted({f for s in samples.values() for f in s.files})
+    card_bytes = json.dumps(tagger.card, sort_keys=True).encode()
+    import hashlib
+
+    return {
+        "hepsafe": __version__,
+        "seed": seed,
+        "config": cfg.raw,
+        "config_source": cfg.source,
+        "inputs": {f: sha256sum(f) for f in files},
+        "tagger": {
+            "path": str(tagger.path),
+            "sha256": sha256sum(tagger.path),
+            "card_sha256": hashlib.sha256(card_bytes).hexdigest(),
+            "provider": tagger.provider,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
