@@ -1,0 +1,101 @@
+"""Run configurations: valid ones load, broken ones give one-line errors naming the key/file."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hepsafe import config
+from hepsafe.datasets import SAMPLE_FILE
+from hepsafe.exceptions import ConfigError
+
+GOOD = {
+    "samples": [
+        {"name": "W", "role": "signal", "files": [str(SAMPLE_FILE)], "label": 1},
+        {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)], "label": 0},
+    ],
+    "tagger": {"model": "pfn"},
+    "output": "out",
+}
+
+
+def _write(tmp_path: Path, doc: object, name: str = "run.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return p
+
+
+def test_good_config_fills_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(_write(tmp_path, GOOD))
+    assert cfg["seed"] == 1 and cfg["control"] == "QCD"
+    assert cfg["envelope"] == {"pt": 0.02, "eta": 0.02, "phi": 0.02}
+    assert Path(cfg["tagger"]["model"]).name == "pfn.onnx"
+    assert cfg.output == tmp_path / "out"
+
+
+def test_demo_config_is_valid():
+    cfg = config.load(config.DEMO_CONFIG)
+    assert {s["role"] for s in cfg["samples"]} == {"signal", "background"}
+
+
+def _broken(**changes):
+    doc = copy.deepcopy(GOOD)
+    for path, value in changes.items():
+        keys = path.split("__")
+        node = doc
+        for k in keys[:-1]:
+            node = node[int(k)] if k.isdigit() else node[k]
+        last = keys[-1]
+        if value is KeyError:
+            del node[int(last) if last.isdigit() else last]
+        else:
+            node[int(last) if last.isdigit() else last] = value
+    return doc
+
+
+BROKEN = [
+    ("missing key", _broken(tagger=KeyError), r"'tagger' is a required property"),
+    ("wrong type", _broken(seed="one"), r"key 'seed'"),
+    ("unknown attack", _broken(attacks=[{"type": "deepfool"}]), r"key 'attacks/0/type'"),
+    ("missing tagger file", _broken(tagger={"model": "nope/missing.onnx"}),
+     r"key 'tagger/model': no such file"),
+    ("missing input file", _broken(samples__1__files=["missing.root"]),
+     r"key 'samples/1/files/0': no such file"),
+    ("bad role", _broken(samples__0__role="data"), r"key 'samples/0/role'"),
+    ("no signal", _broken(samples__0__role="background"), r"no sample with role 'signal'"),
+    ("duplicate names", _broken(samples__1__name="W"), r"duplicate sample name"),
+    ("unknown control", _broken(control="ttbar"), r"key 'control'"),
+    ("epsilon out of range", _broken(attacks=[{"type": "pgd", "epsilon": 2.0}]),
+     r"key 'attacks/0/epsilon'"),
+    ("unknown top-level key", _broken(outptu="x"), r"outptu"),
+    ("bad range", _broken(observable={"bins": 10, "range": [1.0, 0.0]}),
+     r"key 'observable/range'"),
+    ("duplicate variation names",
+     _broken(variations=[{"type": "scale_all"}, {"type": "scale_all"}]),
+     r"key 'variations/1/name'"),
+    ("missing card file", _broken(tagger={"model": "pfn", "card": "nope.json"}),
+     r"key 'tagger/card': no such file"),
+]
+
+
+@pytest.mark.parametrize("what,doc,message", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_configs(tmp_path, what, doc, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        config.load(_write(tmp_path, doc))
+    assert "\n" not in str(exc.value)
+    assert "run.yaml" in str(exc.value)
+
+
+def test_not_yaml_empty_and_missing(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        config.load(_write(tmp_path, "samples: [\n  - {name: W\n"))
+    with pytest.raises(ConfigError, match="empty"):
+        config.load(_write(tmp_path, ""))
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        config.load(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        config.load(_write(tmp_path, "- a\n- b\n"))
