@@ -1,0 +1,133 @@
+"""Attacks by name: ``make_attack(kind, tagger, envelope, **options) -> Attack``.
+
+Names: "fgsm", "pgd", "spsa", "greedy", "learned" and "physics:<variation>" (a name of
+:func:`hepsafe.variations.list_variations`). Used by the run configuration and the coffea
+step, so that an attack is one string plus options.
+
+Fallback: FGSM and PGD need the tagger's torch twin. When onnx2torch cannot convert the
+graph (:meth:`OnnxTagger.as_torch` raises :class:`~hepsafe.exceptions.ConversionError`),
+:func:`make_attack` returns the black-box :class:`~hepsafe.attacks.spsa.SPSA` instead and
+warns (:class:`AttackFallbackWarning`, naming the operator). The options carry over
+(``steps``; PGD's ``step_size`` becomes SPSA's ``lr``; FGSM becomes one SPSA step of the full
+bound); options without an SPSA counterpart are named in the warning and dropped. The
+greedy search does not fall back: SPSA would drop its distribution caps, so it raises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ..envelope import Envelope
+from ..exceptions import ConfigError, ConversionError
+from ..tagger import OnnxTagger
+from .base import Attack
+from .greedy import GreedySearch
+from .pgd import FGSM, PGD
+from .physics import PhysicsVariation
+from .spsa import SPSA
+
+#: attacks that need gradients through ``tagger.as_torch()``
+GRADIENT_KINDS: tuple[str, ...] = ("fgsm", "pgd", "greedy")
+#: every kind :func:`make_attack` knows, besides "physics:<variation>"
+KINDS: tuple[str, ...] = ("fgsm", "pgd", "spsa", "greedy", "learned")
+#: options that carry over to SPSA when a gradient attack falls back to it
+_SPSA_OPTIONS = ("steps", "preserve", "batch_size", "seed", "samples", "c", "lr")
+
+
+class AttackFallbackWarning(UserWarning):
+    """A gradient attack was replaced by SPSA because the graph cannot be converted to torch."""
+
+
+def _learned() -> type[Attack]:
+    try:
+        module = importlib.import_module("hepsafe.attacks.learned")
+    except ImportError as exc:
+        raise ConfigError(
+            "attack 'learned': hepsafe.attacks.learned cannot be imported "
+            f"({exc}); the learned adversary is not available in this installation"
+        ) from exc
+    cls = getattr(module, "LearnedAdversary", None)
+    if cls is None:
+        raise ConfigError("attack 'learned': hepsafe.attacks.learned has no class "
+                          "'LearnedAdversary'")
+    return cls  # type: ignore[no-any-return]
+
+
+def attack_class(kind: str) -> type[Attack]:
+    """The class behind an attack name (``"physics:<variation>"`` gives PhysicsVariation)."""
+    if kind.startswith("physics:"):
+        return PhysicsVariation
+    classes: dict[str, Callable[[], type[Attack]]] = {
+        "fgsm": lambda: FGSM, "pgd": lambda: PGD, "spsa": lambda: SPSA,
+        "greedy": lambda: GreedySearch, "learned": _learned,
+    }
+    if kind not in classes:
+        raise ConfigError(
+            f"option 'kind': unknown attack {kind!r}; known: {list(KINDS)} and "
+            "'physics:<variation>'"
+        )
+    return classes[kind]()
+
+
+def _check_options(kind: str, cls: type, options: dict[str, Any]) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n not in ("self", "tagger", "envelope")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"attack '{kind}': unknown option(s) {unknown}; known: {known}")
+
+
+def _spsa_options(kind: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    out = {k: v for k, v in options.items() if k in _SPSA_OPTIONS}
+    if kind == "fgsm":
+        out.setdefault("steps", 1)
+        out.setdefault("lr", 1.0)
+    if "step_size" in options:
+        out["lr"] = options["step_size"]
+    dropped = sorted(k for k in options if k not in _SPSA_OPTIONS and k != "step_size")
+    return out, dropped
+
+
+def make_attack(
+    kind: str, tagger: OnnxTagger, envelope: Envelope | None = None, **options: Any
+) -> Attack:
+    """An attack by name, ready to call as ``attack(jets, target)``.
+
+    ``kind``: "fgsm", "pgd", "spsa", "greedy", "learned" or "physics:<variation>";
+    ``options``: keyword arguments of that class (an unknown one is a :class:`ConfigError`
+    naming it). FGSM and PGD on a graph onnx2torch cannot convert fall back to SPSA with an
+    :class:`AttackFallbackWarning`; "greedy" then raises the :class:`ConversionError`.
+    """
+    if not isinstance(kind, str):
+        raise ConfigError(f"option 'kind' must be a string, got {type(kind).__name__}")
+    cls = attack_class(kind)
+    if kind.startswith("physics:"):
+        if "variation" in options:
+            raise ConfigError(f"attack '{kind}': the variation is named in the kind; do not "
+                              "also give option 'variation'")
+        options = {**options, "variation": kind.split(":", 1)[1]}
+    _check_options(kind, cls, options)
+    if kind in GRADIENT_KINDS:
+        try:
+            tagger.as_torch()
+        except ConversionError as exc:
+            if kind == "greedy":
+                raise ConversionError(f"attack 'greedy' needs gradients and has no black-box "
+                                      f"fallback: {exc}") from exc
+            spsa_opts, dropped = _spsa_options(kind, options)
+            note = f"; option(s) {dropped} have no SPSA counterpart and are ignored" if dropped \
+                else ""
+            warnings.warn(
+                f"attack '{kind}' on tagger '{tagger.name}' falls back to black-box SPSA: "
+                f"{exc}{note}",
+                AttackFallbackWarning,
+                stacklevel=2,
+            )
+            return SPSA(tagger, envelope, **spsa_opts)
+    return cls(tagger, envelope, **options)
