@@ -219,6 +219,9 @@ class Attack:
             raise InputError(f"{self.name}: expected a JetBatch, got {type(jets).__name__}")
         direction = resolve_target(self.tagger, target)
         n_c = int(jets.n_parts.sum())
+        if n_c == 0 or self.envelope_is_zero():
+            self.last_info = AttackInfo(self.name, target, self.details())
+            return self.identity(jets)
         deltas = [np.zeros((0, 3), dtype=np.float32)]
         if n_c and not self.envelope_is_zero():
             for b, start in enumerate(range(0, len(jets), self.batch_size)):
@@ -233,6 +236,26 @@ class Attack:
             delta = np.zeros((n_c, 3), dtype=np.float32)
         self.last_info = AttackInfo(self.name, target, self.details())
         return Perturber(jets, self.envelope, self.preserve).apply(delta)
+
+    def identity(self, jets: JetBatch) -> Perturbation:
+        """The unperturbed batch as a Perturbation (zero envelope or no constituents).
+
+        Constituent kinematics and jet observables are the input's, bit for bit (the kernels,
+        which recompute energies and jet observables, are not run; the inputs are checked as
+        for an attack); ``parts`` gains an all-True ``mask`` field when it has none.
+        """
+        n_c = int(jets.n_parts.sum())
+        Perturber(jets, self.envelope, self.preserve)  # the same input checks as an attack
+        out = jets if "mask" in jets.parts.fields else jets.with_parts(
+            mask=np.ones(n_c, dtype=bool))
+        return Perturbation(
+            jets=out,
+            delta_applied=np.zeros((n_c, 3), dtype=np.float32),
+            flagged=np.zeros(len(jets), dtype=bool),
+            flags=np.zeros(len(jets), dtype=np.uint8),
+            envelope=self.envelope,
+            preserve=self.preserve,
+        )
 
     def envelope_is_zero(self) -> bool:
         """True when the envelope allows no movement at all (the attack is then the identity)."""
