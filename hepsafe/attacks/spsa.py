@@ -65,8 +65,10 @@ class ScoreOracle:
 
     Built once per batch: the nominal padded constituents (numpy, float64 kinematics), the
     constituent masses (kept fixed: ``E = sqrt((pT cosh eta)^2 + m^2)``) and the slot ->
-    flat index map of :func:`padded_index`. Constituents beyond the tagger's padding length
-    do not reach the tagger (``in_slot`` is False for them).
+    flat index map of :func:`padded_index`, as :class:`~hepsafe.attacks.base.GradientOracle`.
+    Constituents beyond the tagger's padding length do not reach the tagger (``in_slot`` is
+    False for them); for such long jets the tagger's own padding of the perturbed jet may keep
+    a slightly different set of constituents, as the nominal pT order is kept here.
     """
 
     def __init__(self, tagger: OnnxTagger, jets: JetBatch) -> None:
