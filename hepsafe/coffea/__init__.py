@@ -1,0 +1,55 @@
+"""hepsafe inside coffea: the ONNX tagger as a ``numpy_call_wrapper`` and the processor step.
+
+Needs the optional extra ``hepsafe[coffea]`` (coffea, dask, distributed); the core package
+never imports this one. The dask-awkward path (:func:`run_apply_to_fileset`) also needs
+``dask-awkward`` and ``dask-histogram``.
+
+- :class:`OnnxWrapper`: an :class:`~hepsafe.tagger.OnnxTagger` as a coffea
+  ``numpy_call_wrapper`` (eager, virtual and dask-awkward arrays; the ONNX Runtime session
+  is created lazily on each worker and never pickled).
+- :class:`JetSource`: which jets of an event record to use, the project's tree format
+  (``BaseSchema``) or a NanoAOD/PFNano collection (``PFNanoAODSchema``), mapped to
+  :class:`~hepsafe.jets.JetBatch`.
+- :class:`Systematic` with :class:`PhysicsShift`, :class:`LearnedShift` and
+  :class:`AttackShift`: the configured variations.
+- :class:`AdversarialSystematics`: the processor step (nominal + varied scores per chunk,
+  attached to the jets, filled into a templates-compatible histogram).
+- :class:`AdversarialProcessor`: a complete ``ProcessorABC`` using the step.
+- :func:`run_fileset`, :func:`run_apply_to_fileset`: run with any executor and report
+  skipped files (never a silent partial result).
+"""
+
+from __future__ import annotations
+
+try:
+    import coffea as _coffea  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "hepsafe.coffea needs coffea: pip install 'hepsafe[coffea]'"
+    ) from exc
+
+from .inputs import JetSource, detect_source
+from .processor import AdversarialProcessor, scale_samples, to_templates
+from .run import RunReport, run_apply_to_fileset, run_fileset
+from .shifts import AttackShift, LearnedShift, PhysicsShift, Shift, Systematic, default_systematics
+from .step import AdversarialSystematics
+from .wrapper import OnnxWrapper
+
+__all__ = [
+    "AdversarialProcessor",
+    "AdversarialSystematics",
+    "AttackShift",
+    "JetSource",
+    "LearnedShift",
+    "OnnxWrapper",
+    "PhysicsShift",
+    "RunReport",
+    "Shift",
+    "Systematic",
+    "default_systematics",
+    "detect_source",
+    "run_apply_to_fileset",
+    "run_fileset",
+    "scale_samples",
+    "to_templates",
+]

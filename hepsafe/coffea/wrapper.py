@@ -1,0 +1,194 @@
+"""``OnnxWrapper``: an ONNX jet tagger as a coffea ``numpy_call_wrapper``.
+
+Data flow of one call: jagged constituents (eager, virtual or dask-awkward) ->
+:meth:`OnnxWrapper.prepare_awkward` (awkward: drop masked constituents, order by decreasing
+pT, pad to the card's ``n_max``; the same order as :meth:`hepsafe.jets.JetBatch.to_padded`)
+-> numpy -> :meth:`OnnxWrapper.numpy_call` (the shared feature code, then ONNX Runtime) ->
+signal score per jet.
+
+The wrapper pickles only the model path, the card and the session options; the
+:class:`~hepsafe.tagger.OnnxTagger` (which holds an ONNX Runtime session) is created lazily,
+once per process, on first use. Every ONNX Runtime call sees exactly ``batch_size`` jets (the
+last batch is padded by repeating its last jet), so a jet's score never depends on how the
+data were chunked: ONNX Runtime rounds differently for very small batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea.ml_tools.helper import numpy_call_wrapper
+
+from ..exceptions import InputError, ModelError
+from ..tagger import MODELS_DIR, OnnxTagger, _proba_np, card_path, load_card
+
+#: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
+PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
+
+
+def _lib(x: Any) -> Any:
+    """awkward or dask_awkward, whichever ``x`` belongs to."""
+    if isinstance(x, ak.Array):
+        return ak
+    import dask_awkward
+
+    return dask_awkward
+
+
+def _ndim(x: Any) -> int:
+    """Number of list dimensions above the constituent records (2: jets, 3: events x jets)."""
+    return int(x.ndim)
+
+
+class OnnxWrapper(numpy_call_wrapper):
+    """An ONNX tagger with its model card as a coffea ``numpy_call_wrapper``.
+
+    ``model``: the ``.onnx`` file (default the reference PFN); ``card``: its card (path or
+    dict; default the ``.json`` beside the model). ``providers``, ``batch_size``,
+    ``intra_op_threads`` and ``optimization`` go to :class:`~hepsafe.tagger.OnnxTagger`
+    (defaults: CPU, 256 jets per call, one thread per worker process).
+
+    Call it on constituents of type ``n_jets * var * {pt, eta, phi, energy[, charge][,
+    mask]}`` or ``n_events * var * n_jets * var * {...}`` (awkward, virtual or dask-awkward):
+    the result is the signal score per jet, float32, with the jet structure of the input.
+    Called on numpy arrays it is :meth:`numpy_call` directly.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        card: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        providers: str = "cpu",
+        batch_size: int = 256,
+        intra_op_threads: int | None = 1,
+        optimization: str = "all",
+    ) -> None:
+        super().__init__()
+        path = Path(model) if model is not None else MODELS_DIR / "pfn.onnx"
+        if not path.exists():
+            raise ModelError(f"{path}: no such ONNX file (option 'model' of OnnxWrapper)")
+        if batch_size < 1:
+            raise ModelError(f"option 'batch_size' must be >= 1, got {batch_size}")
+        self.model = str(path.resolve())
+        self.card = dict(card) if isinstance(card, Mapping) else str(card or card_path(path))
+        checked = load_card(self.card)
+        self.n_max = max(int(s["n_max"]) for s in checked["inputs"])
+        self.name: str = checked["name"]
+        self.options: dict[str, Any] = {
+            "providers": providers,
+            "batch_size": int(batch_size),
+            "intra_op_threads": intra_op_threads,
+            "optimization": optimization,
+        }
+        self._tagger: OnnxTagger | None = None
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_tagger"] = None  # an ONNX Runtime session is never pickled
+        state.pop("_delayed_wrapper", None)  # set by numpy_call_wrapper on dask calls
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (f"OnnxWrapper('{self.name}', {Path(self.model).name}, n_max={self.n_max}, "
+                f"{self.options})")
+
+    @property
+    def tagger(self) -> OnnxTagger:
+        """The :class:`~hepsafe.tagger.OnnxTagger`, created on first use in this process."""
+        if self._tagger is None:
+            self._tagger = OnnxTagger(self.model, self.card, **self.options)
+        return self._tagger
+
+    # ------------------------------------------------------------------ awkward side
+    def prepare_awkward(self, constituents: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Padded constituent arrays ``(pt, eta, phi, energy, charge, mask)``, each regular
+        ``(n_jets, n_max)``: masked-out constituents dropped, decreasing pT, zero padding."""
+        lib = _lib(constituents)
+        parts = constituents
+        if _ndim(parts) == 3:
+            parts = lib.flatten(parts, axis=1)
+        elif _ndim(parts) != 2:
+            raise InputError(
+                f"OnnxWrapper: constituents must be jets x constituents or events x jets x "
+                f"constituents, got {parts.ndim} dimensions"
+            )
+        fields = parts.fields
+        missing = [f for f in PADDED_ARGS[:4] if f not in fields]
+        if missing:
+            raise InputError(f"OnnxWrapper: constituents lack field(s) {missing} "
+                             f"(have {list(fields)})")
+        if "mask" in fields:
+            parts = parts[parts["mask"]]
+        parts = parts[lib.argsort(parts["pt"], axis=1, ascending=False, stable=True)]
+        out = []
+        mask = None
+        for f in PADDED_ARGS:
+            x = parts[f] if f in fields else lib.zeros_like(parts["pt"])
+            x = lib.pad_none(x, self.n_max, axis=1, clip=True)
+            if mask is None:
+                mask = ~lib.is_none(x, axis=1)
+            out.append(lib.values_astype(lib.fill_none(x, 0), np.float32))
+        return (*out, mask), {}
+
+    def postprocess_awkward(self, return_array: Any, constituents: Any) -> Any:
+        """Scores with the jet structure of the input (events x jets when given so)."""
+        if _ndim(constituents) == 3:
+            lib = _lib(constituents)
+            return lib.unflatten(return_array, lib.num(constituents, axis=1))
+        return return_array
+
+    # ------------------------------------------------------------------ numpy side
+    def validate_numpy_input(self, *arrays: np.ndarray) -> None:
+        """Check the six padded arrays: each ``(n_jets, n_max)``, the same ``n_jets``."""
+        if len(arrays) != len(PADDED_ARGS) + 1:
+            raise InputError(f"OnnxWrapper.numpy_call takes {list(PADDED_ARGS) + ['mask']}, "
+                             f"got {len(arrays)} arrays")
+        n = arrays[0].shape[0] if arrays[0].ndim else -1
+        for name, a in zip((*PADDED_ARGS, "mask"), arrays, strict=True):
+            if a.ndim != 2 or a.shape != (n, self.n_max):
+                raise InputError(f"OnnxWrapper: padded '{name}' has shape {a.shape}, expected "
+                                 f"({n}, {self.n_max})")
+
+    def numpy_call(self, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, energy: np.ndarray,
+                   charge: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Signal score per jet, float32 ``(n_jets,)``, from padded ``(n_jets, n_max)`` arrays
+        (pt, energy [GeV], eta, phi [rad], charge [e], boolean mask)."""
+        n = len(pt)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        tagger = self.tagger
+        padded = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge,
+                  "mask": np.asarray(mask, dtype=bool)}
+        inputs = tagger.inputs_from_padded(np, padded)
+        tagger._check_finite(inputs, 0)
+        bs = int(self.options["batch_size"])
+        name = tagger.output.name
+        outs = []
+        for start in range(0, n, bs):
+            batch = {k: v[start : start + bs] for k, v in inputs.items()}
+            m = len(next(iter(batch.values())))
+            if m < bs:  # fixed batch size: results never depend on the chunking
+                batch = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
+                         for k, v in batch.items()}
+            outs.append(tagger.run(batch, [name])[name][:m])
+        probs = _proba_np(np.concatenate(outs, axis=0), tagger.output)
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(bad):
+            raise ModelError(f"tagger '{tagger.name}' gave non-finite scores for jet(s) "
+                             f"{bad[:20].tolist()}")
+        return np.ascontiguousarray(probs[:, tagger.output.signal_index])
+
+    # ------------------------------------------------------------------ JetBatch
+    def score(self, parts: ak.Array) -> np.ndarray:
+        """Signal score float32 ``(n_jets,)`` of eager constituents (e.g. ``JetBatch.parts``)."""
+        return np.asarray(ak.to_numpy(self(parts)), dtype=np.float32)
