@@ -12,7 +12,9 @@ one ONNX Runtime call) give ``g += (f+ - f-) / (2 c) * v``. The step is signed, 
 ``delta += lr * bound * sign(direction * g)``, projected through the perturbation kernels;
 per jet the best delta seen is kept. The Rademacher signs are counter-based, keyed on
 ``(seed, event, jet_index, constituent, step, sample, coordinate)``, so a result is
-deterministic for a seed and does not depend on how the jets are split into batches.
+deterministic for a seed and the draws do not depend on how the jets are split into batches
+(the scores themselves may differ in the last bits between batch sizes, as ONNX Runtime's
+kernels do).
 """
 
 from __future__ import annotations
