@@ -14,6 +14,7 @@ naming the file (``skipbadfiles=False``, the default) or is skipped and reported
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from ..exceptions import ConfigError, InputError
 
 EXECUTORS = ("iterative", "futures", "dask")
 #: exceptions that mark a file as bad (unreadable, corrupt, truncated, wrong tree or branches)
-BAD_FILE_EXCEPTIONS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError)
+BAD_FILE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, KeyError, zlib.error, uproot.deserialization.DeserializationError)
 
 
 class SkippedFilesWarning(UserWarning):
@@ -99,6 +101,27 @@ def _probe(path: str, tree: str, start: int = 0, stop: int | None = None) -> str
     return "failed while processing (readable now; see the worker log)"
 
 
+def _raise_bad_file(files: list[tuple[str, str, str]], exc: Exception) -> None:
+    """Raise InputError naming the first unreadable file; re-raise ``exc`` if none is."""
+    for _, f, t in files:
+        why = _probe(f, t)
+        if not why.startswith("failed while"):
+            raise InputError(f"{f}: cannot read tree '{t}' ({why}); pass skipbadfiles=True to "
+                             "skip bad files with a report") from exc
+    raise exc
+
+
+def _raise_bad_chunk(chunks: list[Any], exc: Exception) -> None:
+    """Raise InputError naming the first chunk whose entries cannot be read; else ``exc``."""
+    for c in chunks:
+        why = _probe(c.filename, c.treename, c.entrystart, c.entrystop)
+        if not why.startswith("failed while"):
+            raise InputError(f"{c.filename}: entries {c.entrystart}:{c.entrystop} of tree "
+                             f"'{c.treename}' cannot be read ({why}); pass skipbadfiles=True to "
+                             "skip bad files with a report") from exc
+    raise exc
+
+
 def _finish(report: RunReport, skipbadfiles: bool) -> None:
     if report.skipped:
         msg = "; ".join(f"{f}: {r}" for f, r in report.skipped.items())
@@ -118,12 +141,15 @@ def run_fileset(
     skipbadfiles: bool = False,
     workers: int = 2,
     client: Any = None,
+    pre_executor: ExecutorBase | None = None,
 ) -> tuple[Any, RunReport]:
     """Run ``processor_instance`` over ``fileset`` (``{dataset: [files]}`` or coffea's
     dict forms) with ``coffea.processor.Runner``; returns ``(output, report)``.
 
     ``schema``: the NanoEvents schema (``BaseSchema`` for the hepsafe tree "jets",
     ``PFNanoAODSchema`` for PFNano "Events"). ``chunksize``: entries per chunk.
+    ``pre_executor``: reads the files' metadata (default iterative, in this process: no
+    worker start-up for a few file headers).
     """
     if chunksize < 1:
         raise ConfigError(f"option 'chunksize' must be >= 1, got {chunksize}")
@@ -132,6 +158,7 @@ def run_fileset(
         executor, workers, client)
     runner = processor.Runner(
         executor=ex,
+        pre_executor=pre_executor or processor.IterativeExecutor(status=False, retries=0),
         chunksize=int(chunksize),
         skipbadfiles=BAD_FILE_EXCEPTIONS if skipbadfiles else False,
         schema=schema,
@@ -143,10 +170,7 @@ def run_fileset(
             warnings.filterwarnings("ignore", message="Skipping bad file")
             chunks = list(runner.preprocess(fileset, treename=treename))
     except Exception as exc:
-        bad = [(f, _probe(f, t)) for _, f, t in files]
-        bad = [(f, r) for f, r in bad if not r.startswith("failed while")]
-        name = f"{bad[0][0]}: {bad[0][1]}" if bad else str(exc)
-        raise InputError(f"cannot read the fileset (skipbadfiles=False): {name}") from exc
+        _raise_bad_file(files, exc)
     for _, f, t in files:
         ends = [c.entrystop for c in chunks if c.filename == f]
         report.entries[f] = max(ends) if ends else None
@@ -159,9 +183,11 @@ def run_fileset(
         try:
             wrapped = runner.run(chunks, processor_instance, treename=treename)
         except ValueError as exc:
-            if "No chunks returned results" not in str(exc):
-                raise
+            if not skipbadfiles or "No chunks returned results" not in str(exc):
+                _raise_bad_chunk(chunks, exc)
             wrapped = {"out": None, "processed": set()}
+        except Exception as exc:
+            _raise_bad_chunk(chunks, exc)
     done = {(c.filename, c.entrystart, c.entrystop) for c in wrapped.get("processed", ())}
     for c in chunks:
         if (c.filename, c.entrystart, c.entrystop) in done:
@@ -205,10 +231,7 @@ def run_apply_to_fileset(
             scheduler=scheduler if not hasattr(scheduler, "get") else scheduler.get,
         )
     except Exception as exc:
-        bad = [(f, _probe(f, t)) for _, f, t in files]
-        bad = [(f, r) for f, r in bad if not r.startswith("failed while")]
-        name = f"{bad[0][0]}: {bad[0][1]}" if bad else str(exc)
-        raise InputError(f"cannot read the fileset (skipbadfiles=False): {name}") from exc
+        _raise_bad_file(files, exc)
     kept = {f: s for ds in available.values() for f, s in ds["files"].items()}
     for _, f, t in files:
         steps = (kept.get(f) or {}).get("steps")

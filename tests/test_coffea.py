@@ -1,0 +1,306 @@
+"""The coffea processor step: ONNX wrapper, input formats, executors, bad files.
+
+Needs the ``coffea`` extra; the dask-awkward path also needs dask-awkward and dask-histogram
+(skipped without them).
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("coffea")
+
+import awkward as ak  # noqa: E402
+import numpy as np  # noqa: E402
+from coffea import processor  # noqa: E402
+from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+
+from hepsafe import nanoaod, stats, tagger  # noqa: E402
+from hepsafe import templates as T  # noqa: E402
+from hepsafe.coffea import (  # noqa: E402
+    AdversarialProcessor,
+    AdversarialSystematics,
+    JetSource,
+    OnnxWrapper,
+    PhysicsShift,
+    Systematic,
+    run_apply_to_fileset,
+    run_fileset,
+    to_templates,
+)
+from hepsafe.coffea.run import SkippedFilesWarning  # noqa: E402
+from hepsafe.coffea.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
+from hepsafe.exceptions import InputError  # noqa: E402
+from hepsafe.jets import JetBatch, write_root  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference")
+
+N_JETS = 6000
+HAS_ADVERSARY = ADVERSARY_MODEL.exists()
+
+
+def _systematics() -> list[Systematic]:
+    out = [
+        Systematic("escale", PhysicsShift("scale_all_up"), PhysicsShift("scale_all_down")),
+        Systematic("smear", PhysicsShift("smear_energy", seed=3)),
+        Systematic("tracking", PhysicsShift("tracking_loss", seed=3)),
+    ]
+    if HAS_ADVERSARY:
+        out.append(Systematic("adversary", LearnedShift()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def jets(sample: JetBatch) -> JetBatch:
+    """6000 jets of all classes (every 4th of the shipped sample)."""
+    return sample[::4][:N_JETS]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, jets: JetBatch) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("coffea")
+    own = write_root(jets, d / "jets.root")
+    nano = nanoaod.write_pfnano(jets[:1200], d / "nano.root", jets_per_event=3)
+    garbage = d / "garbage.root"
+    garbage.write_bytes(b"not a ROOT file" * 100)
+    # a file that opens but whose constituent basket is corrupt
+    import uproot
+
+    corrupt = d / "corrupt.root"
+    shutil.copy(own, corrupt)
+    with uproot.open(own) as f:
+        branch = f["jets"]["part_pt"]
+        seek, size = int(branch.member("fBasketSeek")[0]), int(branch.member("fBasketBytes")[0])
+    with open(corrupt, "r+b") as g:
+        g.seek(seek + size // 2)
+        g.write(b"\0" * 256)
+    return {"own": own, "nano": nano, "garbage": garbage, "corrupt": corrupt,
+            "missing": d / "missing.root"}
+
+
+@pytest.fixture(scope="module")
+def proc() -> AdversarialProcessor:
+    step = AdversarialSystematics(OnnxWrapper(), _systematics(), mass_window=(55.0, 105.0),
+                                  samples={1: "W", 0: "QCD"})
+    return AdversarialProcessor(step)
+
+
+def _run(files, proc, executor="iterative", chunksize=N_JETS, **kw):
+    out, report = run_fileset({"sample": [str(files["own"])]}, proc, executor,
+                              treename="jets", chunksize=chunksize, **kw)
+    assert report.complete and report.processed == {str(files["own"]): N_JETS}
+    return out
+
+
+def _cells(out) -> dict:
+    """Every cell's values and variances as bytes (bit-identical comparison), plus cutflow."""
+    h = out["templates"]["SR"]
+    view = h.view(flow=True)
+    return {
+        "axes": ([str(s) for s in h.axes[1]], [str(v) for v in h.axes[2]]),
+        "edges": h.axes[0].edges.tobytes(),
+        "values": np.ascontiguousarray(view.value).tobytes(),
+        "variances": np.ascontiguousarray(view.variance).tobytes(),
+        "cutflow": out["cutflow"],
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(files, proc) -> dict:
+    """The whole file in one chunk, iterative executor."""
+    return _cells(_run(files, proc))
+
+
+# --------------------------------------------------------------------------- wrapper
+def test_wrapper_matches_tagger_and_pickles_light(jets: JetBatch) -> None:
+    w = OnnxWrapper()
+    sub = jets[:700]
+    expected = tagger.reference("pfn").predict(sub)
+    got = w.score(sub.parts)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    blob = pickle.dumps(w)
+    assert len(blob) < 10_000  # path, card and options only: no ONNX session
+    w2 = pickle.loads(blob)
+    assert w2._tagger is None and np.array_equal(w2.score(sub.parts), expected)
+    # every ONNX Runtime call has the same batch size: a lone jet scores as in a batch
+    one = np.concatenate([w.score(sub[i : i + 1].parts) for i in range(5)])
+    assert np.array_equal(one, expected[:5])
+    # numpy path, and events x jets structure kept
+    padded, _ = w.prepare_awkward(sub.parts)
+    assert np.array_equal(w(*(ak.to_numpy(x) for x in padded)), expected)
+    nested = ak.unflatten(sub.parts, np.full(350, 2))
+    scores = w(nested)
+    assert ak.to_list(ak.num(scores, axis=1)) == [2] * 350
+    assert np.array_equal(ak.to_numpy(ak.flatten(scores)), expected)
+
+
+def test_wrapper_zero_length_and_masked(jets: JetBatch) -> None:
+    w = OnnxWrapper()
+    empty = w(jets.parts[:0])
+    assert len(empty) == 0 and str(empty.type) == "0 * float32"
+    empty_events = w(ak.unflatten(jets.parts[:0], np.zeros(3, dtype=np.int64)))
+    assert ak.to_list(empty_events) == [[], [], []]
+    # masked-out constituents are dropped as JetBatch.to_padded drops them
+    sub = jets[:300]
+    mask = ak.unflatten(np.arange(int(sub.n_parts.sum())) % 3 != 0, sub.n_parts)
+    masked = sub.replace(parts=ak.with_field(sub.parts, mask, "mask"))
+    assert np.array_equal(w.score(masked.parts), tagger.reference("pfn").predict(masked))
+
+
+def test_wrapper_on_virtual_arrays(files, jets: JetBatch) -> None:
+    events = NanoEventsFactory.from_root({str(files["own"]): "jets"}, schemaclass=BaseSchema,
+                                         mode="virtual", entry_stop=500).events()
+    parts = ak.zip({f: events[f"part_{f}"] for f in ("pt", "eta", "phi", "energy", "charge")})
+    got = ak.to_numpy(OnnxWrapper()(parts))
+    assert np.array_equal(got, tagger.reference("pfn").predict(jets[:500]))
+
+
+def test_wrapper_on_dask_awkward(jets: JetBatch) -> None:
+    dak = pytest.importorskip("dask_awkward")
+    sub = jets[:600]
+    arr = dak.from_awkward(sub.parts, npartitions=3)
+    w = OnnxWrapper()
+    lazy = w(arr)
+    assert isinstance(lazy, dak.Array)
+    got = lazy.compute(scheduler="sync")
+    assert np.array_equal(ak.to_numpy(got), tagger.reference("pfn").predict(sub))
+
+
+# --------------------------------------------------------------------------- the step
+def test_step_attaches_scores_and_handles_empty_chunks(files, proc) -> None:
+    events = NanoEventsFactory.from_root({str(files["own"]): "jets"}, schemaclass=BaseSchema,
+                                         mode="virtual", entry_stop=400).events()
+    step = proc.step
+    table = step.table_of(events)
+    out = step.attach(step.source_of(events).jets(events), table)
+    assert "hepsafe_score" in out.fields and "hepsafe_score" not in events.fields
+    syst = out["hepsafe_systematics"]
+    assert set(syst.fields) == {s.name for s in step.systematics}
+    nominal = ak.to_numpy(out["hepsafe_score"])
+    assert np.array_equal(ak.to_numpy(syst.smear.down.score), nominal)  # one-sided
+    assert not np.array_equal(ak.to_numpy(syst.escale.up.score), nominal)
+    assert ak.all(syst.escale.up.pt > syst.escale.down.pt)
+    # an empty chunk: empty table of the same type, empty histogram
+    empty = step.table_of(events[:0])
+    assert len(empty) == 0 and empty.type.content == table.type.content
+    acc = proc.process(events[:0])
+    assert acc["templates"]["SR"].sum().value == 0 and acc["cutflow"]["dataset"]["jets"] == 0
+
+
+def test_chunk_sizes_bit_identical(files, proc, reference) -> None:
+    for chunksize in (1000, 3333):
+        assert _cells(_run(files, proc, chunksize=chunksize)) == reference
+    h = to_templates(_run(files, proc, chunksize=3333)).hists["SR"]
+    assert [str(v) for v in h.axes[2]] == proc.step.variations
+    assert h[:, "W", T.NOMINAL].sum().value > 0 and h[:, "QCD", "escale_up"].sum().value > 0
+
+
+def test_futures_executor_bit_identical(files, proc, reference) -> None:
+    executor = processor.FuturesExecutor(workers=2, status=False, retries=0)
+    assert _cells(_run(files, proc, executor, chunksize=1000)) == reference
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+def test_dask_executor_bit_identical(files, proc, reference, client) -> None:
+    pids = set(client.run(lambda: __import__("os").getpid()).values())
+    assert len(pids) == 2 and __import__("os").getpid() not in pids  # real worker processes
+    assert _cells(_run(files, proc, "dask", chunksize=3333, client=client)) == reference
+
+
+def test_apply_to_fileset_bit_identical(files, proc, reference, client) -> None:
+    pytest.importorskip("dask_awkward")
+    pytest.importorskip("dask_histogram")
+    out, report = run_apply_to_fileset({"sample": {"files": {str(files["own"]): "jets"}}},
+                                       proc, chunksize=1000, scheduler=client)
+    assert report.complete
+    assert _cells(out) == reference
+
+
+def test_templates_and_fit(files, proc, reference) -> None:
+    t = to_templates(_run(files, proc, chunksize=3333))
+    ws = stats.build_workspace(t, stats.WorkspaceConfig(signal=("W",), data_sample=None))
+    mods = {m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]}
+    assert {"escale", "smear", "tracking"} <= mods
+
+
+# --------------------------------------------------------------------------- NanoAOD
+def test_pfnano_runs_through_the_step(files, jets: JetBatch) -> None:
+    step = AdversarialSystematics(OnnxWrapper(), _systematics()[:2])
+    out, report = run_fileset({"Wjets": [str(files["nano"])]}, AdversarialProcessor(step),
+                              treename="Events", chunksize=150, schema=PFNanoAODSchema)
+    assert report.complete and report.processed == {str(files["nano"]): 400}
+    assert out["cutflow"] == {"Wjets": {"events": 400, "jets": 1200, "jets_selected": 1200}}
+    h = out["templates"]["SR"]
+    assert [str(s) for s in h.axes[1]] == ["Wjets"]
+    assert h[:, "Wjets", "nominal"].sum().value == 1200
+    # the same scores as reading the file with hepsafe.nanoaod and predicting
+    expected = tagger.reference("pfn").predict(nanoaod.read_pfnano(files["nano"]))
+    nominal = np.histogram(expected, bins=step.edges)[0]
+    assert np.array_equal(h[:, "Wjets", "nominal"].values(), nominal)
+    # attached per event x jet
+    events = NanoEventsFactory.from_root({str(files["nano"]): "Events"},
+                                         schemaclass=PFNanoAODSchema, mode="virtual").events()
+    fat = step.attach(events.FatJet, step.table_of(events))
+    assert ak.to_list(ak.num(fat.hepsafe_score, axis=1)) == [3] * 400
+    assert np.array_equal(ak.to_numpy(ak.flatten(fat.hepsafe_score)), expected)
+    assert ak.all(ak.num(fat.hepsafe_systematics.escale.up.score, axis=1) == 3)
+
+
+def test_pfnano_ak4_collection(tmp_path: Path, jets: JetBatch) -> None:
+    path = nanoaod.write_pfnano(jets[:90], tmp_path / "ak4.root", collection="Jet")
+    events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema,
+                                         mode="virtual").events()
+    step = AdversarialSystematics(source=JetSource("pfnano", "Jet"))
+    table = step.table_of(events)
+    expected = tagger.reference("pfn").predict(nanoaod.read_pfnano(path, collection="Jet"))
+    assert np.array_equal(ak.to_numpy(ak.flatten(table.nominal.score)), expected)
+
+
+# --------------------------------------------------------------------------- bad files
+def test_bad_files_skipped_with_report(files, proc, reference) -> None:
+    names = [str(files[k]) for k in ("own", "garbage", "missing", "corrupt")]
+    with pytest.warns(SkippedFilesWarning, match="garbage.root"):
+        out, report = run_fileset({"sample": names}, proc, treename="jets", chunksize=3000,
+                                  skipbadfiles=True)
+    assert not report.complete
+    assert set(report.skipped) == set(names[1:])
+    assert "not a ROOT file" in report.skipped[names[1]]
+    assert "No such file" in report.skipped[names[2]]
+    assert "entries 0:3000 failed" in report.skipped[names[3]]
+    assert report.processed == {names[0]: N_JETS}
+    assert "SKIPPED" in report.summary()
+    assert _cells(out) == reference  # what was processed is complete and exact
+
+
+@pytest.mark.parametrize("bad", ["garbage", "missing", "corrupt"])
+def test_bad_file_stops_with_clear_error(files, proc, bad: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InputError, match=f"{bad}.root.*skipbadfiles=True"):
+            run_fileset({"sample": [str(files["own"]), str(files[bad])]}, proc,
+                        treename="jets", chunksize=3000)
+
+
+def test_learned_adversary_is_chunk_invariant(jets: JetBatch) -> None:
+    if not HAS_ADVERSARY:
+        pytest.skip("no learned adversary model in hepsafe/models")
+    shift, w = LearnedShift(), OnnxWrapper()
+    sub = jets[:1100]
+    whole = shift(sub, w)
+    parts = JetBatch.concatenate([shift(sub[i : i + 257], w) for i in range(0, 1100, 257)])
+    assert np.array_equal(whole.flat("pt"), parts.flat("pt"))
+    assert np.array_equal(w.score(whole.parts), w.score(parts.parts))
+    assert not np.array_equal(whole.flat("pt"), sub.flat("pt"))
