@@ -319,7 +319,6 @@ def run(
                                np.concatenate([v.scores[b.name] for b in bkg]), b_nom, thr)
             row["gate"] = "pass" if gate_reports[key].passed else "FAIL"
             row["gate_failed"] = list(gate_reports[key].failed_variables)
-            row["seconds"] = round(v.seconds, 2)
             summary.append(row)
         summary[0]["gate"] = "-"
 
@@ -358,6 +357,10 @@ def run(
                 out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name
             )
             provenance = make_provenance(cfg, samples, tagger, seed)
+            provenance["seconds"] = {
+                (v.name if v.kind == "attack" else f"{v.name}_{v.direction}"): round(v.seconds, 2)
+                for v in varied
+            }
             write_json(out / "provenance.json", provenance)
             report.write_reports(out, cfg, summary, gate_reports, fitted.report, figures,
                                  provenance)

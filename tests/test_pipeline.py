@@ -1,0 +1,136 @@
+"""The main job end to end on a small configuration of the shipped sample."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hepsafe import config, pipeline
+from hepsafe.datasets import SAMPLE_FILE
+from hepsafe.exceptions import ConfigError, InputError, ModelError, OutputExistsError
+
+EXPECTED = {"report.md", "report.html", "roc.png", "scores.png", "control.png", "impacts.png",
+            "workspace.json", "patch.json", "templates.root", "templates.json", "gate.json",
+            "fit.json", "provenance.json", "summary.json"}
+
+
+def small_config(out: Path, **extra) -> config.RunConfig:
+    doc = {
+        "seed": 3,
+        "samples": [
+            {"name": "W", "role": "signal", "files": [str(SAMPLE_FILE)], "label": 1,
+             "split": "test", "max_jets": 500, "scale": 0.05},
+            {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)], "label": 0,
+             "split": "test", "max_jets": 500},
+        ],
+        "tagger": {"model": "pfn"},
+        "variations": [{"type": "scale_all", "name": "escale"},
+                       {"type": "smear_energy", "name": "smear"}],
+        "attacks": [{"type": "pgd", "name": "pgd", "epsilon": 0.02, "steps": 3}],
+        "fit": {"lumi_uncertainty": 0.02},
+        "output": str(out),
+        **extra,
+    }
+    return config.from_dict(doc, source="test.yaml")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    a = pipeline.run(small_config(base / "a"), quiet=True)
+    b = pipeline.run(small_config(base / "b"), quiet=True)
+    return a, b
+
+
+def test_every_file_is_written(two_runs):
+    a, _ = two_runs
+    assert EXPECTED <= set(a.files), EXPECTED - set(a.files)
+    assert not [p for p in a.output.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_same_seed_same_json(two_runs):
+    a, b = two_runs
+    for name in sorted(f for f in a.files if f.endswith(".json")):
+        ja = json.loads((a.output / name).read_text())
+        jb = json.loads((b.output / name).read_text())
+        if name == "provenance.json":
+            for j in (ja, jb):
+                j.pop("created")
+                j.pop("seconds")
+                j["config"].pop("output")
+        assert ja == jb, name
+
+
+def test_report_matches_fit_and_gate(two_runs):
+    a, _ = two_runs
+    md = (a.output / "report.md").read_text()
+    fit = json.loads((a.output / "fit.json").read_text())
+    gate = json.loads((a.output / "gate.json").read_text())
+    for row in fit["mu"]:
+        assert f"| {row['fit']} | {row['mu']:.4f} | {row['sigma_mu']:.4f} |" in md
+    for r in fit["impacts"]:
+        assert f"| {r['rank']} | {r['name']} | {r['up']:.4f} | {r['down']:.4f} |" in md
+    for name, rep in gate.items():
+        verdict = "pass" if rep["passed"] else "FAIL"
+        assert re.search(rf"^\| {name} \| {verdict} \|", md, re.M), name
+    assert set(gate) == {"escale_up", "escale_down", "smear_up", "pgd"}
+    html = (a.output / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4
+
+
+def test_attack_is_a_nuisance_parameter(two_runs):
+    a, _ = two_runs
+    fit = json.loads((a.output / "fit.json").read_text())
+    assert set(fit["systematics"]) >= {"escale", "smear", "pgd"}
+    assert {r["name"] for r in fit["impacts"]} >= {"escale", "smear", "pgd"}
+    patch = json.loads((a.output / "patch.json").read_text())
+    added = {op["value"]["name"] for op in patch if op["op"] == "add"
+             and isinstance(op.get("value"), dict) and "name" in op["value"]}
+    assert {"escale", "pgd"} <= added
+    rows = {r["name"]: r for r in a.summary}
+    assert rows["pgd"]["eff_sig"] < rows["nominal"]["eff_sig"]
+
+
+def test_existing_output_needs_force(two_runs):
+    a, _ = two_runs
+    before = (a.output / "fit.json").read_bytes()
+    with pytest.raises(OutputExistsError, match="--force"):
+        pipeline.run(small_config(a.output), quiet=True)
+    assert (a.output / "fit.json").read_bytes() == before
+
+
+def test_strict_gate(tmp_path):
+    cfg = small_config(tmp_path / "s", attacks=[])
+    with pytest.raises(pipeline.GateFailed, match="escale_up"):
+        pipeline.run(cfg, quiet=True, strict_gate=True)
+    assert (tmp_path / "s" / "gate.json").exists()  # outputs kept for inspection
+
+
+def test_empty_input_file(tmp_path):
+    from hepsafe.jets import read_root, write_root
+
+    empty = write_root(read_root(SAMPLE_FILE, entry_stop=0), tmp_path / "empty.root")
+    cfg = small_config(tmp_path / "o")
+    cfg.raw["samples"][0]["files"] = [str(empty)]
+    with pytest.raises(InputError, match=r"samples/0.*empty\.root"):
+        pipeline.run(cfg, quiet=True)
+    assert not (tmp_path / "o").exists()
+
+
+def test_card_mismatch(tmp_path):
+    card = json.loads((config.MODELS_DIR / "pfn.json").read_text())
+    card["inputs"][0]["name"] = "not_an_input"
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    cfg = small_config(tmp_path / "o")
+    cfg.raw["tagger"]["card"] = str(tmp_path / "bad.json")
+    with pytest.raises((ModelError, ConfigError), match="not_an_input"):
+        pipeline.run(cfg, quiet=True)
+
+
+def test_unknown_variation_type(tmp_path):
+    cfg = small_config(tmp_path / "o", variations=[{"type": "jes_magic"}])
+    with pytest.raises(ConfigError, match="unknown variation type 'jes_magic'"):
+        pipeline.run(cfg, quiet=True)
