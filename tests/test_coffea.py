@@ -185,6 +185,12 @@ def test_step_attaches_scores_and_handles_empty_chunks(files, proc) -> None:
     assert np.array_equal(ak.to_numpy(syst.smear.down.score), nominal)  # one-sided
     assert not np.array_equal(ak.to_numpy(syst.escale.up.score), nominal)
     assert ak.all(syst.escale.up.pt > syst.escale.down.pt)
+    # only jets a variation changed are scored again: the same scores as scoring them all
+    batch = step.source_of(events).batch(step.source_of(events).columns(events))
+    lost = PhysicsShift("tracking_loss", seed=3)(batch, step.tagger)
+    expected = tagger.reference("pfn").predict(lost)
+    assert np.array_equal(ak.to_numpy(syst.tracking.up.score), expected)
+    assert 0 < np.mean(expected != nominal) < 1
     # an empty chunk: empty table of the same type, empty histogram
     empty = step.table_of(events[:0])
     assert len(empty) == 0 and empty.type.content == table.type.content

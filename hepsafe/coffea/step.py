@@ -134,7 +134,11 @@ class AdversarialSystematics:
                 if len(varied) != len(jets):
                     raise ConfigError(f"systematic '{syst.name}': shift {shift!r} returned "
                                       f"{len(varied)} jets for {len(jets)}")
-                out[label] = _record(self.tagger.score(varied.parts), varied)
+                score = out[T.NOMINAL]["score"].copy()
+                changed = _changed(jets, varied)
+                if changed.any():
+                    score[changed] = self.tagger.score(varied[changed].parts)
+                out[label] = _record(score, varied)
         return out
 
     def table(self, jets: JetBatch, counts: np.ndarray | None = None) -> ak.Array:
@@ -244,6 +248,25 @@ class AdversarialSystematics:
             else:
                 h.fill(score, sample, variation, weight=w)
         return h
+
+
+def _changed(nominal: JetBatch, varied: JetBatch) -> np.ndarray:
+    """Jets whose kept constituents differ between two batches, bool ``(n_jets,)``.
+
+    An unchanged jet keeps its nominal score (the tagger sees the same inputs), so only
+    changed jets are scored again."""
+    counts = nominal.n_parts
+    if not np.array_equal(counts, varied.n_parts):
+        return np.ones(len(nominal), dtype=bool)
+    diff = np.zeros(int(counts.sum()), dtype=bool)
+    for f in ("pt", "eta", "phi", "energy", "charge"):
+        if f in nominal.parts.fields:
+            diff |= nominal.flat(f) != varied.flat(f)
+    keep = [b.flat("mask") if "mask" in b.parts.fields else np.ones(len(diff), dtype=bool)
+            for b in (nominal, varied)]
+    diff |= keep[0] != keep[1]
+    jet_of = np.repeat(np.arange(len(nominal)), counts)
+    return np.bincount(jet_of[diff], minlength=len(nominal)) > 0
 
 
 def _zip_table(flat: Mapping[str, Any]) -> ak.Array:

@@ -127,6 +127,8 @@ class OnnxWrapper(numpy_call_wrapper):
         if missing:
             raise InputError(f"OnnxWrapper: constituents lack field(s) {missing} "
                              f"(have {list(fields)})")
+        if lib is ak and ak.backend(parts) == "cpu":
+            return self._pad_eager(parts), {}
         if "mask" in fields:
             parts = parts[parts["mask"]]
         parts = parts[lib.argsort(parts["pt"], axis=1, ascending=False, stable=True)]
@@ -139,6 +141,22 @@ class OnnxWrapper(numpy_call_wrapper):
                 mask = ~lib.is_none(x, axis=1)
             out.append(lib.values_astype(lib.fill_none(x, 0), np.float32))
         return (*out, mask), {}
+
+    def _pad_eager(self, parts: ak.Array) -> tuple[ak.Array, ...]:
+        """:meth:`prepare_awkward` for eager arrays: the same result, filled with numpy."""
+        if "mask" in parts.fields:
+            parts = parts[parts["mask"]]
+        order = ak.argsort(parts["pt"], axis=1, ascending=False, stable=True)
+        parts = parts[order][:, : self.n_max]
+        counts = ak.to_numpy(ak.num(parts, axis=1))
+        mask = np.arange(self.n_max)[None, :] < counts[:, None]
+        out = []
+        for f in PADDED_ARGS:
+            x = np.zeros(mask.shape, dtype=np.float32)
+            if f in parts.fields:
+                x[mask] = ak.to_numpy(ak.flatten(parts[f], axis=1))
+            out.append(ak.from_numpy(x, regulararray=True))
+        return (*out, ak.from_numpy(mask, regulararray=True))
 
     def postprocess_awkward(self, return_array: Any, constituents: Any) -> Any:
         """Scores with the jet structure of the input (events x jets when given so)."""
