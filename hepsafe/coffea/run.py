@@ -225,11 +225,13 @@ def run_apply_to_fileset(
     spec = {ds: {"files": {f: t for d, f, t in files if d == ds}} for ds in fileset}
     report = RunReport()
     try:
-        available, _ = preprocess(
-            spec, step_size=int(chunksize), skip_bad_files=bool(skipbadfiles),
-            file_exceptions=BAD_FILE_EXCEPTIONS, allow_empty_datasets=bool(skipbadfiles),
-            scheduler=scheduler if not hasattr(scheduler, "get") else scheduler.get,
-        )
+        with warnings.catch_warnings():  # dict in, dict out: the form this function reads
+            warnings.filterwarnings("ignore", message="Passing a dict to preprocess")
+            available, _ = preprocess(
+                spec, step_size=int(chunksize), skip_bad_files=bool(skipbadfiles),
+                file_exceptions=BAD_FILE_EXCEPTIONS, allow_empty_datasets=bool(skipbadfiles),
+                scheduler=scheduler if not hasattr(scheduler, "get") else scheduler.get,
+            )
     except Exception as exc:
         _raise_bad_file(files, exc)
     kept = {f: s for ds in available.values() for f, s in ds["files"].items()}
