@@ -310,3 +310,19 @@ def test_learned_adversary_is_chunk_invariant(jets: JetBatch) -> None:
     assert np.array_equal(whole.flat("pt"), parts.flat("pt"))
     assert np.array_equal(w.score(whole.parts), w.score(parts.parts))
     assert not np.array_equal(whole.flat("pt"), sub.flat("pt"))
+
+
+def test_apply_to_fileset_bad_files(files, proc) -> None:
+    pytest.importorskip("dask_awkward")
+    pytest.importorskip("dask_histogram")
+    names = [str(files[k]) for k in ("own", "garbage", "missing", "corrupt")]
+    fileset = {"sample": {"files": {n: "jets" for n in names}}}
+    with pytest.warns(SkippedFilesWarning, match="corrupt.root"):
+        out, report = run_apply_to_fileset(fileset, proc, chunksize=3000, skipbadfiles=True,
+                                           scheduler="sync")
+    assert set(report.skipped) == set(names[1:]) and report.processed == {names[0]: N_JETS}
+    assert out["cutflow"]["sample"]["jets"] == N_JETS
+    for bad in names[1:]:
+        with pytest.raises(InputError, match=Path(bad).name):
+            run_apply_to_fileset({"sample": {"files": {names[0]: "jets", bad: "jets"}}}, proc,
+                                 chunksize=3000, scheduler="sync")

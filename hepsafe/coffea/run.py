@@ -219,19 +219,18 @@ def run_apply_to_fileset(
     processor's ``postprocess``. Needs dask-awkward and dask-histogram.
     """
     import dask
-    from coffea.dataset_tools import apply_to_fileset, preprocess
+    from coffea.dataset_tools import DataGroupSpec, apply_to_fileset, preprocess
 
     files = _files(fileset, treename)
     spec = {ds: {"files": {f: t for d, f, t in files if d == ds}} for ds in fileset}
     report = RunReport()
     try:
-        with warnings.catch_warnings():  # dict in, dict out: the form this function reads
-            warnings.filterwarnings("ignore", message="Passing a dict to preprocess")
-            available, _ = preprocess(
-                spec, step_size=int(chunksize), skip_bad_files=bool(skipbadfiles),
-                file_exceptions=BAD_FILE_EXCEPTIONS, allow_empty_datasets=bool(skipbadfiles),
-                scheduler=scheduler if not hasattr(scheduler, "get") else scheduler.get,
-            )
+        available = preprocess(
+            DataGroupSpec.model_validate(spec), step_size=int(chunksize),
+            skip_bad_files=bool(skipbadfiles), file_exceptions=BAD_FILE_EXCEPTIONS,
+            allow_empty_datasets=bool(skipbadfiles),
+            scheduler=scheduler if not hasattr(scheduler, "get") else scheduler.get,
+        )[0].model_dump()
     except Exception as exc:
         _raise_bad_file(files, exc)
     kept = {f: s for ds in available.values() for f, s in ds["files"].items()}
