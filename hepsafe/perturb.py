@@ -84,7 +84,8 @@ class Perturber:
     Inputs are checked for NaN/inf here (an :class:`InputError` names the event and jet).
     ``bounds`` (float64 ``(4, 3)``, class x (pt, eta, phi)) replaces the envelope's box; the
     physics variations use it, as they are not limited to the envelope. ``max_iter`` caps the
-    restoration steps per jet.
+    restoration steps per jet. ``threads``: kernel threads (None: Numba's thread count); the
+    result is the same for any number.
     """
 
     def __init__(
@@ -94,11 +95,13 @@ class Perturber:
         preserve: Sequence[str] = ("pt", "mass"),
         max_iter: int = 8,
         bounds: np.ndarray | None = None,
+        threads: int | None = 1,
     ) -> None:
         self.jets = jets
         self.envelope = envelope if envelope is not None else Envelope()
         self.preserve = check_preserve(preserve)
         self.max_iter = int(max_iter)
+        self.threads = threads
         layout = _packed(jets.parts)
         self._layout = layout
         self.offsets = np.ascontiguousarray(layout.offsets.data, dtype=np.int64)
@@ -223,7 +226,7 @@ class Perturber:
             self.offsets, self.pt, self.eta, self.phi, self.energy, mask, self.classes,
             d, self.bounds, min_pt=env.min_pt, preserve_pt="pt" in self.preserve,
             preserve_mass="mass" in self.preserve, pt_tol=env.pt_tol, mass_tol=env.mass_tol,
-            mass_atol=env.mass_atol, max_iter=self.max_iter,
+            mass_atol=env.mass_atol, max_iter=self.max_iter, threads=self.threads,
         )
         self._raise_bad(res.flags, d)
         return res, d
