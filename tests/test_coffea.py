@@ -206,6 +206,23 @@ def test_chunk_sizes_bit_identical(files, proc, reference) -> None:
     assert h[:, "W", T.NOMINAL].sum().value > 0 and h[:, "QCD", "escale_up"].sum().value > 0
 
 
+def test_score_varied_selected_same_templates(files, proc, reference) -> None:
+    step = proc.step
+    cheap = AdversarialSystematics(step.tagger, step.systematics, mass_window=step.mass_window,
+                                   samples=step.samples, score_varied="selected")
+    assert _cells(_run(files, AdversarialProcessor(cheap), chunksize=3333)) == reference
+    events = NanoEventsFactory.from_root({str(files["own"]): "jets"}, schemaclass=BaseSchema,
+                                         mode="virtual", entry_stop=300).events()
+    table = cheap.table_of(events)
+    up = table.systematics.escale.up
+    lo, hi = cheap.mass_window
+    inside = ak.to_numpy((up.mass > lo) & (up.mass < hi) & (table.label != 2))
+    assert np.isfinite(ak.to_numpy(table.nominal.score)).all()
+    assert inside.any() and not inside.all()
+    score = ak.to_numpy(up.score)
+    assert np.isfinite(score[inside]).all() and np.isnan(score[~inside]).all()
+
+
 def test_futures_executor_bit_identical(files, proc, reference) -> None:
     executor = processor.FuturesExecutor(workers=2, status=False, retries=0)
     assert _cells(_run(files, proc, executor, chunksize=1000)) == reference

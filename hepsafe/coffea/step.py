@@ -72,6 +72,10 @@ class AdversarialSystematics:
     splitting the jets by label (jets with other labels are not filled); None: one sample
     named after the dataset. ``source``: the input format (None: detected per chunk).
     ``collection``: the PFNano collection used when detecting ("FatJet" or "Jet").
+    ``score_varied``: "all" scores every varied jet; "selected" scores a varied jet only
+    when it can enter the templates (its varied mass in the window, its label a booked
+    sample), the others get NaN in the attached fields (cheaper; the templates are the
+    same). Jets a variation leaves unchanged keep their nominal score in both modes.
     """
 
     def __init__(
@@ -87,7 +91,12 @@ class AdversarialSystematics:
         source: JetSource | None = None,
         collection: str = "FatJet",
         prefix: str = "hepsafe",
+        score_varied: str = "all",
     ) -> None:
+        if score_varied not in ("all", "selected"):
+            raise ConfigError(f"option 'score_varied': expected 'all' or 'selected', got "
+                              f"{score_varied!r}")
+        self.score_varied = score_varied
         self.tagger = tagger if tagger is not None else OnnxWrapper()
         self.systematics = list(systematics)
         names = [s.name for s in self.systematics]
@@ -135,11 +144,25 @@ class AdversarialSystematics:
                     raise ConfigError(f"systematic '{syst.name}': shift {shift!r} returned "
                                       f"{len(varied)} jets for {len(jets)}")
                 score = out[T.NOMINAL]["score"].copy()
-                changed = _changed(jets, varied)
-                if changed.any():
-                    score[changed] = self.tagger.score(varied[changed].parts)
+                todo = _changed(jets, varied)
+                if self.score_varied == "selected":
+                    score[~self.in_templates(varied)] = np.nan
+                    todo &= self.in_templates(varied)
+                if todo.any():
+                    score[todo] = self.tagger.score(varied[todo].parts)
                 out[label] = _record(score, varied)
         return out
+
+    def in_templates(self, jets: JetBatch) -> np.ndarray:
+        """Jets that can enter the templates, bool ``(n_jets,)``: mass [GeV] inside the
+        window (when set) and label one of the booked samples (when split by label)."""
+        keep = np.ones(len(jets), dtype=bool)
+        if self.mass_window is not None:
+            lo, hi = self.mass_window
+            keep &= (jets.mass > lo) & (jets.mass < hi)
+        if self.samples:
+            keep &= np.isin(jets.label, list(self.samples))
+        return keep
 
     def table(self, jets: JetBatch, counts: np.ndarray | None = None) -> ak.Array:
         """The per-jet table (module docstring) of ``jets``; with ``counts`` (jets per event)
