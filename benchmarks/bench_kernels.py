@@ -10,8 +10,8 @@ One run measures, on the same flat float32 buffers and the same random delta:
   in chunks of ``--chunk`` jets to bound memory;
 - copy: a plain copy of the bytes the kernel reads (kinematics, mask, classes, delta);
 - ONNX: ``OnnxTagger(hepsafe/models/pfn.onnx).predict`` per jet (padding + features + ONNX
-  Runtime, the tagger's default threads) and ONNX Runtime alone on ready inputs, when the model
-  file exists.
+  Runtime, one intra-op thread like the kernel unless ``--onnx-threads``) and ONNX Runtime
+  alone on ready inputs, when the model file exists (otherwise the run says so).
 
 Times are the best of ``--repeat`` runs: wall clock and process CPU time (the machine is shared,
 so CPU time is the steadier figure). Run from the repository root:
@@ -236,14 +236,14 @@ def _digest(res: kernels.Applied) -> str:
 
 
 # --------------------------------------------------------------------------- ONNX
-def onnx_per_jet(n_jets: int, repeat: int) -> dict[str, float] | str:
+def onnx_per_jet(n_jets: int, repeat: int, threads: int) -> dict[str, float] | str:
     if not MODEL.exists():
         return f"{MODEL} not present: ONNX comparison skipped"
     try:
         from hepsafe.tagger import OnnxTagger
     except ImportError as exc:
         return f"hepsafe.tagger not importable ({exc}): ONNX comparison skipped"
-    tagger = OnnxTagger(MODEL)
+    tagger = OnnxTagger(MODEL, intra_op_threads=threads)
     jets = datasets.load_sample()[:n_jets]
     wall, cpu, _ = timed(lambda: tagger.predict(jets), repeat)
     batches = []
@@ -253,7 +253,7 @@ def onnx_per_jet(n_jets: int, repeat: int) -> dict[str, float] | str:
     rwall, rcpu, _ = timed(lambda: [tagger.run(b) for b in batches], repeat)
     return {"predict_wall": wall / n_jets, "predict_cpu": cpu / n_jets,
             "run_wall": rwall / n_jets, "run_cpu": rcpu / n_jets, "provider": tagger.provider,
-            "n_max": tagger.n_max, "batch_size": tagger.batch_size}
+            "n_max": tagger.n_max, "batch_size": tagger.batch_size, "threads": threads}
 
 
 # --------------------------------------------------------------------------- main
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--awkward-restore-jets", type=int, default=None,
                     help="jets for the awkward restoration (default: all)")
     ap.add_argument("--onnx-jets", type=int, default=25_000)
+    ap.add_argument("--onnx-threads", type=int, default=1,
+                    help="ONNX Runtime intra-op threads (1: the same single core as the kernel)")
     ap.add_argument("--threads", type=int, default=2, help="also time the kernel on N threads")
     args = ap.parse_args(argv)
 
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
           f"flagged {np.mean(a_flags != 0):.2e} vs {np.mean(k1_flags[sub] != 0):.2e}")
     del a1
 
-    onnx = onnx_per_jet(args.onnx_jets, args.repeat)
+    onnx = onnx_per_jet(args.onnx_jets, args.repeat, args.onnx_threads)
     print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} "
           "GiB")
     print("\nratios (wall; cpu)")
@@ -349,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(onnx, str):
         print(f"  ONNX: {onnx}")
     else:
-        print(f"  ONNX PFN ({onnx['provider']}, n_max {onnx['n_max']}, batch "
-              f"{onnx['batch_size']}): predict {onnx['predict_wall'] * 1e6:.2f} us/jet wall, "
+        print(f"  ONNX PFN ({onnx['provider']}, {onnx['threads']} thread(s), n_max "
+              f"{onnx['n_max']}, batch {onnx['batch_size']}): predict "
+              f"{onnx['predict_wall'] * 1e6:.2f} us/jet wall, "
               f"{onnx['predict_cpu'] * 1e6:.2f} cpu; ONNX Runtime alone "
               f"{onnx['run_wall'] * 1e6:.2f} wall, {onnx['run_cpu'] * 1e6:.2f} cpu")
         for name, (kw, kc) in (("apply", t_apply), ("apply + restore", t_restore)):

@@ -18,7 +18,7 @@ buffers once; :func:`project` clips a flat delta to the envelope box without any
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
@@ -41,16 +41,17 @@ class Perturbation:
     constituents; ``parts`` has a boolean ``mask`` field). ``delta_applied``: float32
     ``(n_constituents, 3)``, the delta after clipping and restoration (feed it back as the next
     step's starting point). ``flagged``: bool ``(n_jets,)``, True where a preserved observable
-    could not be kept within tolerance inside the envelope; ``flags`` holds the reasons
-    (``kernels.FLAG_PT``, ``kernels.FLAG_MASS`` bits, uint8).
+    could not be brought within tolerance inside the envelope (such a jet keeps its closest
+    attempt, still inside the envelope); ``flags`` holds the reasons (``kernels.FLAG_PT``,
+    ``kernels.FLAG_MASS`` bits, uint8). ``envelope`` and ``preserve``: what was asked for.
     """
 
     jets: JetBatch
     delta_applied: np.ndarray
     flagged: np.ndarray
     flags: np.ndarray
-    envelope: Envelope
-    preserve: tuple[str, ...]
+    envelope: Envelope = field(default_factory=Envelope)
+    preserve: tuple[str, ...] = ("pt", "mass")
 
 
 def _packed(parts: ak.Array) -> ak.contents.ListOffsetArray:
