@@ -1,0 +1,246 @@
+"""The learned adversary g(J): training, envelope, ONNX export and ONNX-only application,
+the committed reference adversary, determinism and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from hepsafe import datasets, metrics, validate
+from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
+from hepsafe.attacks.adversary_onnx import OUTPUT_NAME, adversary_inputs
+from hepsafe.attacks.learned import default_gate_config
+from hepsafe.envelope import PARTICLE_CLASSES, Envelope
+from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
+from hepsafe.io import sha256sum
+from hepsafe.jets import JetBatch
+from hepsafe.perturb import Perturber
+from hepsafe.tagger import MODELS_DIR, OnnxTagger, reference
+
+torch.set_num_threads(1)
+
+REFERENCE = MODELS_DIR / "adversary_pfn.onnx"
+TINY = dict(epochs=4, threads=1, phi_sizes=(16,), head_sizes=(16,), lr=1e-2, batch_size=32,
+            lambda_cls=1.0, lambda_pt=10.0, lambda_mass=10.0, stop_on_gate=False)
+TINY_ENVELOPE = Envelope.uniform(0.05)
+
+
+@pytest.fixture(scope="module")
+def pfn() -> OnnxTagger:
+    return reference("pfn", providers="cpu", intra_op_threads=1)
+
+
+@pytest.fixture(scope="module")
+def split(sample: JetBatch) -> tuple[JetBatch, JetBatch]:
+    """(a few hundred W and QCD jets of the train split, a W + QCD subset of the test split)."""
+    wq = sample[sample.label <= 1]
+    test = datasets.is_test(wq.event)
+    return wq[~test][::25], wq[test][::6]
+
+
+@pytest.fixture(scope="module")
+def tiny(pfn: OnnxTagger, split: tuple[JetBatch, JetBatch]) -> LearnedAdversary:
+    """A tiny adversary trained for a few seconds."""
+    return LearnedAdversary(pfn, TINY_ENVELOPE, LearnedConfig(**TINY)).fit(split[0])
+
+
+@pytest.fixture(scope="module")
+def exported(tiny: LearnedAdversary, tmp_path_factory: pytest.TempPathFactory):
+    return tiny.export(tmp_path_factory.mktemp("adv") / "tiny.onnx", command="test")
+
+
+# --------------------------------------------------------------------------- training
+def test_tiny_adversary_lowers_signal_score(tiny, pfn, split):
+    train, test = split
+    assert tiny.record["epochs_run"] == 4 and len(tiny.history) == 5
+    for jets in (train, test):
+        w = jets[jets.label == 1]
+        before, after = pfn.predict(w), pfn.predict(tiny(w, "down").jets)
+        assert after.mean() < before.mean() - 0.005
+    assert tiny.gate_report is not None
+    assert {v.variable for v in tiny.gate_report.variables} == {"jet_pt", "jet_mass", "score"}
+
+
+def test_outputs_inside_envelope(tiny, split):
+    _, test = split
+    bounds = TINY_ENVELOPE.table()
+    pert = tiny(test, "down")
+    classes = Perturber(test).classes.astype(np.int64)
+    assert np.all(np.abs(pert.delta_applied) <= bounds[classes] * (1 + 1e-6) + 1e-9)
+    raw = tiny.delta(test)
+    assert np.all(np.abs(raw) <= bounds[classes] * (1 + 1e-6))
+    assert np.abs(raw).max() > 0
+    # preserved jet pT within tolerance where not flagged
+    ok = ~pert.flagged
+    nominal = Perturber(test).apply(None).jets
+    tol = TINY_ENVELOPE.pt_tol
+    assert np.all(np.abs(pert.jets.pt[ok] - nominal.pt[ok]) <= tol * nominal.pt[ok] + 1e-3)
+    # the graph applies per-class bounds itself: photons frozen, charged hadrons free
+    env = Envelope(classes={"photon": {"pt": 0.0, "eta": 0.0, "phi": 0.0}})
+    inputs, index = adversary_inputs(test, tiny.n_max, tiny.features, env)
+    d = tiny.padded_delta(inputs)
+    slot = index >= 0
+    cls = classes[index[slot]]
+    assert np.all(d[slot][cls == PARTICLE_CLASSES.index("photon")] == 0)
+    assert np.all(np.abs(d[slot]) <= inputs["bound"][slot] * (1 + 1e-6))
+    assert np.all(d[~slot] == 0)
+
+
+def test_gate_stops_training(pfn, split):
+    strict = validate.GateConfig(defaults=validate.Limits(ks_max=0.0, jsd_max=None),
+                                 corr_frobenius_max=None, variables=("score",))
+    cfg = LearnedConfig(**{**TINY, "stop_on_gate": True, "epochs": 5})
+    adv = LearnedAdversary(pfn, Envelope(), cfg, gate_config=strict).fit(split[0][::2])
+    assert adv.record["epochs_run"] == 1 and adv.record["epoch_kept"] == 0
+    # the kept state is the initial one: the identity
+    assert np.all(adv.delta(split[1]) == 0)
+
+
+def test_deterministic_for_a_seed(pfn, split):
+    jets = split[0][::2]
+    cfg = LearnedConfig(**{**TINY, "epochs": 1})
+    a = LearnedAdversary(pfn, Envelope(), cfg).fit(jets)
+    b = LearnedAdversary(pfn, Envelope(), cfg).fit(jets)
+    c = LearnedAdversary(pfn, Envelope(), LearnedConfig(**{**TINY, "epochs": 1, "seed": 5}))
+    c.fit(jets)
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(a.net.out.weight, c.net.out.weight)
+    pa, pb = a(split[1], "down"), b(split[1], "down")
+    assert np.array_equal(pa.delta_applied, pb.delta_applied)
+    assert np.array_equal(pa.jets.mass, pb.jets.mass)
+
+
+# --------------------------------------------------------------------------- ONNX
+def test_onnx_export_matches_torch(tiny, exported, split):
+    _, test = split
+    inputs, _ = adversary_inputs(test, tiny.n_max, tiny.features, tiny.envelope)
+    sess = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    got = sess.run([OUTPUT_NAME], inputs)[0]
+    assert got.shape == (len(test), tiny.n_max, 3)
+    assert np.max(np.abs(got - tiny.padded_delta(inputs))) <= 1e-5
+    # dynamic batch axis
+    one = {k: v[:1] for k, v in inputs.items()}
+    assert sess.run([OUTPUT_NAME], one)[0].shape == (1, tiny.n_max, 3)
+
+
+def test_onnx_only_application_equals_torch_path(tiny, exported, pfn, split):
+    _, test = split
+    via_torch = tiny(test, "down")
+    onnx_adv = OnnxAdversary(exported, tagger=pfn, batch_size=97)
+    via_onnx = onnx_adv(test, "down")
+    # the networks agree to float32 rounding ...
+    np.testing.assert_allclose(onnx_adv.delta(test), tiny.delta(test), atol=1e-6)
+    # ... which the restoration of jet pT and mass can amplify where a jet sits at the edge
+    # of its tolerance (correct it or not): still the same perturbation to 1e-4
+    np.testing.assert_allclose(via_onnx.delta_applied, via_torch.delta_applied, atol=1e-4)
+    for name, atol in (("pt", 1e-2), ("eta", 1e-5), ("phi", 1e-5), ("mass", 1e-2)):  # GeV, rad
+        np.testing.assert_allclose(getattr(via_onnx.jets, name), getattr(via_torch.jets, name),
+                                   rtol=1e-4, atol=atol)
+    assert np.array_equal(via_onnx.flagged, via_torch.flagged)
+    # the ONNX path itself does not depend on the batch size
+    same = OnnxAdversary(exported, batch_size=1000)(test, "down")
+    assert np.array_equal(same.delta_applied, via_onnx.delta_applied)
+    # a class of the tagger as target: "QCD" is "down"
+    np.testing.assert_allclose(onnx_adv(test, "QCD").delta_applied, via_onnx.delta_applied)
+    # loading back into torch gives the same network
+    back = LearnedAdversary.load(exported, pfn)
+    assert np.array_equal(back(test, "down").delta_applied, via_torch.delta_applied)
+
+
+def test_card(tiny, exported, pfn):
+    card = json.loads(exported.with_suffix(".json").read_text())
+    assert card["format"] == "hepsafe-adversary/1"
+    assert card["model"]["sha256"] == sha256sum(exported)
+    assert card["tagger"]["name"] == "pfn"
+    assert card["tagger"]["sha256"] == sha256sum(pfn.path)
+    assert Envelope.from_dict(card["envelope"]) == tiny.envelope
+    assert card["training"]["lambdas"] == {"cls": 1.0, "pt": 10.0, "mass": 10.0}
+    assert card["training"]["seed"] == 0 and card["training"]["epochs_run"] == 4
+    assert card["training"]["gate"]["passed"] in (True, False)
+    assert set(card["training"]["gate"]["ks"]) == {"jet_pt", "jet_mass", "score"}
+    assert card["training"]["command"] == "test"
+
+
+# --------------------------------------------------------------------------- reference
+def test_committed_reference_adversary(pfn, sample):
+    assert REFERENCE.stat().st_size < 1_000_000
+    card = json.loads(REFERENCE.with_suffix(".json").read_text())
+    assert card["model"]["sha256"] == sha256sum(REFERENCE)
+    assert card["tagger"]["sha256"] == sha256sum(pfn.path)
+    assert card["training"]["command"].startswith("python examples/train_adversary.py")
+    assert card["evaluation"]["gate"]["passed"] is True
+    test = sample[datasets.is_test(sample.event) & (sample.label <= 1)][::2]
+    sig = test.label == 1
+    pert = OnnxAdversary(REFERENCE, tagger=pfn)(test, "down")
+    s0, s1 = pfn.predict(test), pfn.predict(pert.jets)
+    thr = metrics.threshold_at_efficiency(s0[sig], 0.5)
+    eff0, eff1 = metrics.efficiency(s0[sig], thr), metrics.efficiency(s1[sig], thr)
+    assert eff1 < eff0 - 0.02
+    report = validate.gate(test[~sig], pert.jets[~sig], s0[~sig], s1[~sig],
+                           default_gate_config())
+    assert report.passed, report.to_text()
+
+
+# --------------------------------------------------------------------------- bad input
+def test_empty_and_constituent_free_jets(tiny, exported, split):
+    _, test = split
+    onnx_adv = OnnxAdversary(exported)
+    for adv in (tiny, onnx_adv):
+        empty = adv(test[:0], "down")
+        assert len(empty.jets) == 0 and empty.delta_applied.shape == (0, 3)
+        bare = test[:3].replace(parts=test[:3].parts[:, :0])
+        p = adv(bare, "down")
+        assert p.delta_applied.shape == (0, 3) and len(p.jets) == 3
+        mixed = JetBatch.concatenate([bare, test[:4]])
+        pm = adv(mixed, "down")
+        np.testing.assert_allclose(pm.delta_applied, adv(test[:4], "down").delta_applied,
+                                   atol=1e-7)
+
+
+def test_zero_envelope_changes_nothing(exported, pfn, split):
+    _, test = split
+    zero = Envelope.uniform(0.0)
+    for adv in (OnnxAdversary(exported, envelope=zero),
+                LearnedAdversary.load(exported, pfn, envelope=zero)):
+        p = adv(test, "down")
+        assert np.all(p.delta_applied == 0)
+        for name in ("pt", "eta", "phi"):
+            assert np.array_equal(p.jets.flat(name), test.flat(name))
+        inputs, _ = adversary_inputs(test, adv.n_max, adv.features, zero)
+        assert np.all(adv.padded_delta(inputs) == 0)
+
+
+def test_errors(tiny, exported, pfn, split, tmp_path):
+    train, test = split
+    with pytest.raises(ConfigError, match="target"):
+        tiny(test, "up")
+    with pytest.raises(ConfigError, match="target"):
+        tiny(test, "W")
+    with pytest.raises(ConfigError, match="fit"):
+        LearnedAdversary(pfn)(test, "down")
+    with pytest.raises(InputError, match="signal"):
+        LearnedAdversary(pfn, config=LearnedConfig(**TINY)).fit(train[train.label == 0])
+    with pytest.raises(InputError, match="train_jets"):
+        LearnedAdversary(pfn).fit("jets")  # type: ignore[arg-type]
+    for bad in ({"epochs": -1}, {"lambda_cls": -1.0}, {"bg_score": "rank"},
+                {"features": ("nope",)}, {"holdout_fraction": 1.0},
+                {"signal_labels": (0,)}, {"observables_on": "signal"}):
+        with pytest.raises(ConfigError, match=next(iter(bad)).split("_")[0]):
+            LearnedConfig(**bad)
+    with pytest.raises(ConfigError, match="path"):
+        tiny.export(tmp_path / "g.txt")
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes(exported.read_bytes())
+    with pytest.raises(CardError, match="card"):
+        OnnxAdversary(lone)
+    with pytest.raises(ModelError, match="tagger"):
+        OnnxAdversary(exported, tagger=reference("hl", providers="cpu"))
+    card = json.loads(exported.with_suffix(".json").read_text())
+    del card["envelope"]
+    with pytest.raises(CardError, match="envelope"):
+        OnnxAdversary(exported, card=card)
