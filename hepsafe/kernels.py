@@ -259,10 +259,11 @@ _NJIT = {"cache": True, "error_model": "numpy"}
 _INLINE = {"cache": True, "error_model": "numpy", "inline": "always"}
 # scratch rows: delta (pt, eta, phi), its bounds, m^2, input cosh/sinh eta, perturbed
 # eta/phi and their cosh/sinh/sin/cos, perturbed pT/energy, kept (1/0), four-momentum
-# terms (E, px, py, pz), gradients (m^2: pt, eta, phi; pT: pt, phi), reference terms
+# terms (E, px, py, pz), gradients (m^2: pt, eta, phi; pT: pt, phi), reference terms,
+# Gram matrix terms (a11, a12, a22)
 _D0, _D1, _D2, _B0, _B1, _B2, _M2, _CH0, _SH0 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 _ETA, _PHI, _CETA, _SETA, _CPHI, _SPHI, _PT, _E, _KEEP = 9, 10, 11, 12, 13, 14, 15, 16, 17
-_T, _GM0, _GM1, _GM2, _GP0, _GP2, _R, _NROWS = 18, 22, 23, 24, 25, 26, 27, 31
+_T, _GM0, _GM1, _GM2, _GP0, _GP2, _R, _A, _NROWS = 18, 22, 23, 24, 25, 26, 27, 31, 34
 
 
 @nb.njit(inline="always", **_NJIT)
@@ -449,6 +450,18 @@ def _sum4(lo, hi, base, w, row):
 
 
 @nb.njit(**_INLINE)
+def _sum3(lo, hi, base, w, row):
+    """Sequential sums of rows row..row+2 over [lo, hi)."""
+    x = y = z = 0.0
+    for j in range(lo - base, hi - base):
+        i = np.uint64(j)
+        x += w[row, i]
+        y += w[row + 1, i]
+        z += w[row + 2, i]
+    return x, y, z
+
+
+@nb.njit(**_INLINE)
 def _solve(a11, a12, a22, use_m, use_pt, rm, rp):
     """Coefficients (a, c) of the minimal-norm step x = a*gm + c*gp with gm.x = rm (when
     ``use_m``) and gp.x = rp (when ``use_pt``), from the Gram matrix of gm and gp."""
@@ -482,7 +495,6 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
     ptj = math.sqrt(px * px + py * py)
     use_pt = use_pt and ptj > 0.0
     iptj = 1.0 / ptj if ptj > 0.0 else 0.0
-    a11 = a12 = a22 = 0.0
     for j in range(lo - base, hi - base):
         i = np.uint64(j)
         kp = w[_KEEP, i]
@@ -504,23 +516,24 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
         w[_GP0, i] = gp0
         w[_GP2, i] = gp2
         # pass 1: every coordinate is free (a zero bound has a zero gradient)
-        a11 += gm0 * gm0 + gm1 * gm1 + gm2 * gm2
-        a12 += gm0 * gp0 + gm2 * gp2
-        a22 += gp0 * gp0 + gp2 * gp2
+        w[_A, i] = gm0 * gm0 + gm1 * gm1 + gm2 * gm2
+        w[_A + 1, i] = gm0 * gp0 + gm2 * gp2
+        w[_A + 2, i] = gp0 * gp0 + gp2 * gp2
+    a11, a12, a22 = _sum3(lo, hi, base, w, _A)
     a, c = _solve(a11, a12, a22, use_m, use_pt, rm, rp)
     if a == 0.0 and c == 0.0:
         return False
     # pass 2: coordinates at a bound whose step points outwards are held fixed
-    a11 = a12 = a22 = 0.0
     for j in range(lo - base, hi - base):
         i = np.uint64(j)
         gm0, gm1, gm2, gp0, gp2 = w[_GM0, i], w[_GM1, i], w[_GM2, i], w[_GP0, i], w[_GP2, i]
         f0 = _free(w[_D0, i], w[_B0, i], a * gm0 + c * gp0)
         f1 = _free(w[_D1, i], w[_B1, i], a * gm1)
         f2 = _free(w[_D2, i], w[_B2, i], a * gm2 + c * gp2)
-        a11 += f0 * gm0 * gm0 + f1 * gm1 * gm1 + f2 * gm2 * gm2
-        a12 += f0 * gm0 * gp0 + f2 * gm2 * gp2
-        a22 += f0 * gp0 * gp0 + f2 * gp2 * gp2
+        w[_A, i] = f0 * gm0 * gm0 + f1 * gm1 * gm1 + f2 * gm2 * gm2
+        w[_A + 1, i] = f0 * gm0 * gp0 + f2 * gm2 * gp2
+        w[_A + 2, i] = f0 * gp0 * gp0 + f2 * gp2 * gp2
+    a11, a12, a22 = _sum3(lo, hi, base, w, _A)
     a2, c2 = _solve(a11, a12, a22, use_m, use_pt, rm, rp)
     if a2 == 0.0 and c2 == 0.0:
         return False
