@@ -92,10 +92,13 @@ def test_outputs_inside_envelope(tiny, split):
 
 def test_gate_stops_training(pfn, split):
     strict = validate.GateConfig(defaults=validate.Limits(ks_max=0.0, jsd_max=None),
-                                 corr_frobenius_max=None, variables=("score",))
+                                 overrides={}, corr_frobenius_max=None, variables=("score",))
     cfg = LearnedConfig(**{**TINY, "stop_on_gate": True, "epochs": 5})
-    adv = LearnedAdversary(pfn, Envelope(), cfg, gate_config=strict).fit(split[0][::2])
+    jets = split[0][::2]
+    adv = LearnedAdversary(pfn, Envelope(), cfg, gate_config=strict).fit(jets, holdout=split[1])
     assert adv.record["epochs_run"] == 1 and adv.record["epoch_kept"] == 0
+    assert sum(adv.record["n_train"].values()) == len(jets)
+    assert sum(adv.record["n_holdout"].values()) == len(split[1])
     # the kept state is the initial one: the identity
     assert np.all(adv.delta(split[1]) == 0)
 

@@ -303,9 +303,12 @@ class LearnedAdversary(AdversaryNetwork):
     kernels (the envelope and the ``preserve`` observables hold exactly, as for every
     attack). :meth:`export` writes the ONNX graph and its card; :meth:`load` reads them back
     (:class:`~hepsafe.attacks.adversary_onnx.OnnxAdversary` applies the graph without torch).
-    After :meth:`fit`, :attr:`history` holds one dict per epoch and :attr:`gate_report` the
-    gate of the kept state on the held-out background. ``seed``, when given, replaces
-    ``config.seed``; ``gate_config`` defaults to :func:`default_gate_config`.
+    After :meth:`fit`, :attr:`history` holds one dict per epoch (0: the initial identity;
+    loss terms, KS values of the gate, held-out signal efficiency at its nominal 50 %
+    working point), :attr:`gate_report` the gate of the kept state on the held-out
+    background and :attr:`record` a summary (epochs run and kept, sizes, seconds).
+    ``seed``, when given, replaces ``config.seed``; ``gate_config`` defaults to
+    :func:`default_gate_config`.
     """
 
     name = "learned"
@@ -418,6 +421,7 @@ class LearnedAdversary(AdversaryNetwork):
         return x[:, 0], x[:, 1]
 
     def _loss(self, p: _Padded, direction: float) -> tuple[Any, float, float]:
+        """(loss, its signal term, its constraint terms) on a batch."""
         import torch
         import torch.nn.functional as tnf
 
@@ -457,16 +461,18 @@ class LearnedAdversary(AdversaryNetwork):
         return report, eff
 
     # ------------------------------------------------------------------ fit
-    def _split(self, jets: JetBatch) -> tuple[JetBatch, JetBatch]:
+    def _split(self, jets: JetBatch, hold_out: bool) -> tuple[JetBatch, JetBatch]:
+        """(training jets, held-out jets) of the signal and background labels; the held-out
+        part (``holdout_fraction``, seeded) only when ``hold_out``."""
         cfg = self.config
         lab = np.asarray(jets.label)
         use = np.isin(lab, cfg.signal_labels) | np.isin(lab, cfg.background_labels)
         jets = jets[use]
         if cfg.max_train_jets is not None and len(jets) > cfg.max_train_jets:
             jets = jets[:: math.ceil(len(jets) / cfg.max_train_jets)]
-        rng = np.random.default_rng([cfg.seed, 7])
-        u = rng.random(len(jets))
-        hold = u < cfg.holdout_fraction
+        if not hold_out:
+            return jets, jets[:0]
+        hold = np.random.default_rng([cfg.seed, 7]).random(len(jets)) < cfg.holdout_fraction
         return jets[~hold], jets[hold]
 
     def fit(
@@ -481,7 +487,8 @@ class LearnedAdversary(AdversaryNetwork):
 
         Signal and background are the jets with ``config.signal_labels`` and
         ``config.background_labels`` (others are ignored). ``holdout`` (jets with both
-        labels) replaces the held-out part split off ``train_jets`` (``holdout_fraction``).
+        labels, or background only) replaces the part held out of ``train_jets``
+        (``holdout_fraction``); all of ``train_jets`` then trains.
         The gate (``gate_config``, default :func:`default_gate_config`) runs on the held-out
         background after every epoch; the last state that passed is kept.
         """
@@ -492,8 +499,11 @@ class LearnedAdversary(AdversaryNetwork):
                              f"{type(train_jets).__name__}")
         cfg = self.config
         direction = -1.0 if self._direction_of(target) < 0 else 1.0
-        train, hold = self._split(train_jets)
+        train, hold = self._split(train_jets, hold_out=holdout is None)
         if holdout is not None:
+            if not isinstance(holdout, JetBatch):
+                raise InputError(f"fit: 'holdout' must be a JetBatch, got "
+                                 f"{type(holdout).__name__}")
             keep = (np.isin(holdout.label, cfg.signal_labels)
                     | np.isin(holdout.label, cfg.background_labels))
             hold = holdout[keep]
@@ -594,7 +604,7 @@ class LearnedAdversary(AdversaryNetwork):
 
     def _entry(self, epoch: int, ls: float, lb: float, report: GateReport, eff: float | None,
                t0: float) -> dict[str, Any]:
-        return {"epoch": epoch, "loss_signal": ls, "loss_background": lb,
+        return {"epoch": epoch, "loss_signal": ls, "loss_constraints": lb,
                 "gate_passed": bool(report.passed), "ks": self._ks(report),
                 "signal_efficiency": eff, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -603,8 +613,8 @@ class LearnedAdversary(AdversaryNetwork):
         ks = ", ".join(f"{k} {v:.4f}" for k, v in e["ks"].items())
         eff = "" if e["signal_efficiency"] is None else (
             f"; held-out signal eff {eff0:.3f} -> {e['signal_efficiency']:.3f}")
-        return (f"epoch {e['epoch']}: loss sig {e['loss_signal']:.4f} bkg "
-                f"{e['loss_background']:.4f}; gate {'pass' if e['gate_passed'] else 'FAIL'} "
+        return (f"epoch {e['epoch']}: loss signal {e['loss_signal']:.4f}, constraints "
+                f"{e['loss_constraints']:.4f}; gate {'pass' if e['gate_passed'] else 'FAIL'} "
                 f"(KS {ks}){eff} ({e['seconds']:.0f} s)")
 
     # ------------------------------------------------------------------ export / load
