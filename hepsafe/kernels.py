@@ -250,7 +250,7 @@ def jet_observables(
 # Jets are processed in blocks of consecutive jets (about _BLOCK constituents): elementwise
 # work runs over the block's flat range in branch-free loops that LLVM vectorises (indices
 # are unsigned, so no wraparound checks get in the way); jet sums are sequential loops over
-# each jet's slice, so their order, and result, never depend on the blocking or the machine.
+# each jet's slice, so their order, and result, never depend on the blocking or the threads.
 # The scratch state is one 2D array ``w`` (rows below, columns = flat index - block start).
 _BLOCK = 2048
 _EXP_MAX = 5.5  #: |x| up to which _exp_small is used (beyond: libm exp, in a scalar pass)
