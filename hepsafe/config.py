@@ -113,6 +113,12 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
     lo, hi = cfg["observable"]["range"]
     if not lo < hi:
         raise ConfigError(f"{source}: key 'observable/range': need low < high, got [{lo}, {hi}]")
+    for i, item in enumerate(cfg["attacks"]):
+        if "model" in item:
+            m = Path(_resolve(item["model"], base))
+            if not m.exists():
+                raise ConfigError(f"{source}: key 'attacks/{i}/model': no such file {m}")
+            item["model"] = str(m)
     seen: set[str] = set()
     for key in ("variations", "attacks"):
         for i, item in enumerate(cfg[key]):

@@ -206,14 +206,43 @@ def round_mantissa(x: np.ndarray, bits: int = 14) -> np.ndarray:
     return ((a + half) >> drop << drop).view(np.float32)
 
 
-def _store_float(name: str, x: np.ndarray) -> np.ndarray:
-    """float32 for storage, mantissa-rounded; phi re-wrapped into (-pi, pi] after rounding."""
-    out = round_mantissa(x)
-    if name == "phi":
-        pi32 = np.float32(np.pi)
-        out = np.where(out > pi32, out - np.float32(2 * np.pi), out)
-        out = np.where(out <= -pi32, out + np.float32(2 * np.pi), out).astype(np.float32)
-    return out
+PART_DTYPES = {"pt": np.float32, "eta": np.float32, "phi": np.float32,
+               "energy": np.float32, "charge": np.int8, "pid": np.int32}
+
+
+def stored_constituents(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Constituents as the sample stores them, from candidates ``c`` (arrays ``(n,)``).
+
+    pT, eta and phi are rounded to 14 mantissa bits (:func:`round_mantissa`; phi re-wrapped
+    into (-pi, pi]); the energy is then recomputed from the rounded pT and eta at the
+    candidate's own mass, ``E = sqrt((pT cosh eta)^2 + m^2)``, so that every stored
+    constituent is a physical four-vector (E >= |p|) whose mass is the candidate's.
+    """
+    pt0, eta0 = c["pt"].astype(np.float64), c["eta"].astype(np.float64)
+    m2 = np.maximum(c["energy"].astype(np.float64) ** 2 - (pt0 * np.cosh(eta0)) ** 2, 0.0)
+    pt, eta, phi = (round_mantissa(c[f]) for f in ("pt", "eta", "phi"))
+    pi32 = np.float32(np.pi)
+    phi = np.where(phi > pi32, phi - np.float32(2 * np.pi), phi)
+    phi = np.where(phi <= -pi32, phi + np.float32(2 * np.pi), phi).astype(np.float32)
+    p = pt.astype(np.float64) * np.cosh(eta.astype(np.float64))
+    energy = np.sqrt(p * p + m2).astype(np.float32)
+    return {"pt": pt, "eta": eta, "phi": phi, "energy": energy,
+            "charge": c["charge"].astype(np.int8), "pid": c["pid"].astype(np.int32)}
+
+
+def jet_four_vector(c: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
+    """E-scheme sum of constituents ``c`` in float64: (pT [GeV], eta, phi [rad], mass [GeV]).
+
+    The sample's jet branches are this sum over the stored constituents, so that jet
+    observables recomputed from the file's constituents reproduce the file's jet values.
+    """
+    pt, eta, phi = (c[f].astype(np.float64) for f in ("pt", "eta", "phi"))
+    px, py = np.sum(pt * np.cos(phi)), np.sum(pt * np.sin(phi))
+    pz, e = np.sum(pt * np.sinh(eta)), np.sum(c["energy"].astype(np.float64))
+    jpt = float(np.hypot(px, py))
+    jeta = float(np.arcsinh(pz / jpt)) if jpt > 0 else 0.0
+    jm = float(np.sqrt(max(e * e - (px * px + py * py + pz * pz), 0.0)))
+    return jpt, jeta, float(np.arctan2(py, px)), jm
 
 
 def _wrap(dphi: np.ndarray | float) -> np.ndarray:
@@ -289,26 +318,27 @@ def generate_block(process: str, seed: int, block: int, n_jets: int, cfg: GenCon
             pj.set_user_index(k)
             pjs.append(pj)
         cs = fastjet.ClusterSequence(pjs, jet_def)
-        for j_idx, jet in enumerate(fastjet.sorted_by_pt(cs.inclusive_jets(cfg.jet_pt_min))):
-            if not (cfg.jet_pt_min <= jet.pt() <= cfg.jet_pt_max):
-                continue
-            if abs(jet.eta()) >= cfg.jet_abs_eta_max:
-                continue
-            if signal_id is not None:
-                dr = [
-                    np.hypot(jet.eta() - te, float(_wrap(jet.phi_std() - tp)))
-                    for te, tp in truth
-                ]
-                if not dr or min(dr) >= cfg.match_dr:
-                    continue
+        # a little below the window: the cut is made on the stored (rounded) constituents
+        candidates = fastjet.sorted_by_pt(cs.inclusive_jets(0.99 * cfg.jet_pt_min))
+        for j_idx, jet in enumerate(candidates):
             idx = np.array([c.user_index() for c in jet.constituents()], dtype=np.int64)
             idx = idx[np.argsort(-cands["pt"][idx], kind="stable")]
+            stored = stored_constituents({f: cands[f][idx] for f in cands})
+            jpt, jeta, jphi, jm = jet_four_vector(stored)
+            if not (cfg.jet_pt_min <= jpt <= cfg.jet_pt_max):
+                continue
+            if abs(jeta) >= cfg.jet_abs_eta_max:
+                continue
+            if signal_id is not None:
+                dr = [np.hypot(jeta - te, float(_wrap(jphi - tp))) for te, tp in truth]
+                if not dr or min(dr) >= cfg.match_dr:
+                    continue
             for f in cons:
-                cons[f].append(cands[f][idx])
-            rows["pt"].append(jet.pt())
-            rows["eta"].append(jet.eta())
-            rows["phi"].append(jet.phi_std())
-            rows["mass"].append(jet.m())
+                cons[f].append(stored[f])
+            rows["pt"].append(jpt)
+            rows["eta"].append(jeta)
+            rows["phi"].append(jphi)
+            rows["mass"].append(jm)
             rows["event"].append(label * 1_000_000_000 + block * 100_000 + i_event)
             rows["idx"].append(j_idx)
             if len(rows["pt"]) == n_jets:
@@ -317,9 +347,7 @@ def generate_block(process: str, seed: int, block: int, n_jets: int, cfg: GenCon
     parts = ak.zip(
         {
             f: ak.unflatten(
-                np.concatenate(v).astype(np.int8 if f == "charge" else np.int32)
-                if f in ("charge", "pid")
-                else _store_float(f, np.concatenate(v)),
+                np.concatenate(v).astype(PART_DTYPES[f]),
                 counts,
             )
             for f, v in cons.items()

@@ -172,11 +172,31 @@ def variation_sides(entry: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, seed: int) -> Any:
-    """The attack object for a config entry (``type`` and its options)."""
+    """The attack object for a config entry (``type`` and its options).
+
+    ``epsilon`` replaces the run's envelope by a uniform one of that size. The learned
+    adversary is loaded from ``model`` (an ONNX graph + card written by
+    ``examples/train_adversary.py``); with the shipped PFN and no ``model``, the shipped
+    adversary ``hepsafe/models/adversary_pfn.onnx`` is used.
+    """
     from .attacks.registry import make_attack as factory
 
-    opts = {k: v for k, v in entry.items() if k not in ("type", "name", "epsilon", "target")}
     env = Envelope.uniform(entry["epsilon"]) if "epsilon" in entry else envelope
+    if entry["type"] == "learned":
+        from .attacks.learned import LearnedAdversary
+        from .config import MODELS_DIR
+
+        model = entry.get("model")
+        if model is None:
+            if Path(tagger.path).resolve() != (MODELS_DIR / "pfn.onnx").resolve():
+                raise ConfigError(
+                    f"key 'attacks' ('{entry['name']}'): the learned adversary needs 'model', an "
+                    "adversary trained against this tagger (examples/train_adversary.py)"
+                )
+            model = str(MODELS_DIR / "adversary_pfn.onnx")
+        return LearnedAdversary.load(model, tagger, env if "epsilon" in entry else None)
+    opts = {k: v for k, v in entry.items()
+            if k not in ("type", "name", "epsilon", "target", "model")}
     return factory(entry["type"], tagger, env, seed=seed, **opts)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import json
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata
@@ -489,12 +490,14 @@ def systematic_parameters(modifiers: Sequence[Mapping[str, Any]] | Mapping[str, 
 
 # --------------------------------------------------------------------------- fitting
 @contextlib.contextmanager
-def minuit_backend(tolerance: float = MINUIT_TOLERANCE) -> Iterator[None]:
+def minuit_backend(tolerance: float = MINUIT_TOLERANCE, strategy: int | None = None
+                   ) -> Iterator[None]:
     """Run the block with pyhf's numpy backend and the minuit optimizer; restore after."""
     import pyhf
 
     tensorlib, optimizer = pyhf.get_backend()
-    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0, tolerance=tolerance))
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0, tolerance=tolerance,
+                                                             strategy=strategy))
     try:
         yield
     finally:
@@ -575,15 +578,37 @@ def fit(model: Any, data: np.ndarray, fixed: Mapping[str, float] | None = None) 
         i = labels.index(name)
         init[i] = float(np.clip(v, bounds[i][0], bounds[i][1]))
         mask[i] = True
-    with minuit_backend():
-        result, twice_nll = pyhf.infer.mle.fit(
-            data,
-            model,
-            init_pars=init,
-            fixed_params=mask,
-            return_uncertainties=True,
-            return_fitted_val=True,
-        )
+    # MIGRAD sometimes fails on a hard point of a scan (far from the minimum, with many
+    # weakly constrained parameters): retry with the more careful strategy 2, then with
+    # scipy's SLSQP (no uncertainties: NaN, with a warning) before giving up
+    result = None
+    for options in ({}, {"strategy": 2}):
+        try:
+            with minuit_backend(**options):
+                result, twice_nll = pyhf.infer.mle.fit(
+                    data, model, init_pars=init, fixed_params=mask,
+                    return_uncertainties=True, return_fitted_val=True,
+                )
+            break
+        except pyhf.exceptions.FailedMinimization:
+            continue
+    if result is None:
+        tensorlib, optimizer = pyhf.get_backend()
+        pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
+        try:
+            values, twice_nll = pyhf.infer.mle.fit(
+                data, model, init_pars=init, fixed_params=mask, return_fitted_val=True
+            )
+        except pyhf.exceptions.FailedMinimization as exc:
+            raise WorkspaceError(
+                f"the fit did not converge (fixed: {dict(fixed or {})}): {exc}"
+            ) from exc
+        finally:
+            pyhf.set_backend(tensorlib, optimizer)
+        warnings.warn(f"MIGRAD failed (fixed: {dict(fixed or {})}); used SLSQP, whose fit "
+                      "has no uncertainties", stacklevel=2)
+        values = np.asarray(values, np.float64)
+        result = np.stack([values, np.full_like(values, np.nan)], axis=1)
     result = np.asarray(result, np.float64)
     return FitResult(
         labels=labels,

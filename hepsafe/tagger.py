@@ -599,10 +599,18 @@ class OnnxTagger:
             inputs = self.inputs_from_padded(np, self.padded(sub))
             self._check_finite(inputs, start)
             for b in range(0, len(sub), self.batch_size):
-                res = self.run({k: v[b : b + self.batch_size] for k, v in inputs.items()},
-                               outputs)
+                feed = {k: v[b : b + self.batch_size] for k, v in inputs.items()}
+                n_real = len(next(iter(feed.values())))
+                if n_real < self.batch_size:
+                    # always run full batches: ONNX Runtime's kernels can round a row
+                    # differently for another batch size, and a jet's score must not depend
+                    # on how the jets were chunked (padding rows are empty jets, cut off)
+                    feed = {k: np.concatenate([v, np.zeros((self.batch_size - n_real,
+                                                            *v.shape[1:]), v.dtype)])
+                            for k, v in feed.items()}
+                res = self.run(feed, outputs)
                 for n in outputs:
-                    parts[n].append(res[n])
+                    parts[n].append(res[n][:n_real])
         return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
 
     def predict_proba(self, jets: JetBatch) -> np.ndarray:

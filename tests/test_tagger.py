@@ -318,3 +318,14 @@ def test_tiny_training_is_reproducible(tmp_path, sample, capsys):
     assert t.inputs[0].n_max == cfg.n_max
     with pytest.raises(Exception, match="'model'"):
         T.default_config("bdt")
+
+
+@pytest.mark.parametrize("name", ["pfn", "hl"])
+def test_scores_do_not_depend_on_chunking(sample, name):
+    tagger = reference(name)
+    jets = sample[::25]
+    whole = tagger.predict(jets)
+    chunked = np.concatenate([tagger.predict(jets[i : i + 333]) for i in range(0, len(jets), 333)])
+    single = np.concatenate([tagger.predict(jets[i : i + 1]) for i in range(20)])
+    assert np.array_equal(whole, chunked)
+    assert np.array_equal(whole[:20], single)
