@@ -35,6 +35,15 @@ def _plt() -> Any:
     return plt
 
 
+#: line colours of the variations (no grey: the nominal is the grey fill)
+COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:green", "tab:brown",
+          "tab:pink", "tab:olive", "tab:cyan")
+
+
+def _color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
 def _key(v: Any) -> str:
     return v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
 
@@ -53,7 +62,7 @@ def roc(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray
                                sig.jets.weight, wb)
         ok = (rc.eps_b > 0) & (rc.eps_s > 0.05)
         ax.plot(rc.eps_s[ok], 1 / rc.eps_b[ok], lw=2.5 if i == 0 else 1.3,
-                color="k" if i == 0 else None, label=f"{name} (AUC {rc.auc():.3f})")
+                color="k" if i == 0 else _color(i - 1), label=f"{name} (AUC {rc.auc():.3f})")
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background rejection 1/eps_B")
@@ -75,9 +84,9 @@ def scores(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndar
         w = samples[name].jets.weight
         ax.hist(nominal[name], edges, weights=w, density=True, histtype="stepfilled",
                 color="0.8", label="nominal")
-        for v in varied:
+        for i, v in enumerate(varied):
             ax.hist(v.scores[name], edges, weights=v.jets[name].weight, density=True,
-                    histtype="step", lw=1.3, label=_key(v))
+                    histtype="step", lw=1.3, color=_color(i), label=_key(v))
         ax.axvline(threshold, color="k", ls="--", lw=1)
         ax.set_title(f"{name} ({samples[name].role})")
         ax.set_xlabel("tagger score")
@@ -104,13 +113,13 @@ def control(path: Path, control_jets: Any, control_scores: np.ndarray, varied: S
     for ax, (var, label, edges) in zip(axes, panels, strict=True):
         ax.hist(np.clip(nom[var], edges[0], edges[-1]), edges, weights=w0, histtype="stepfilled",
                 color="0.8", label="nominal")
-        for v in varied:
+        for i, v in enumerate(varied):
             j = v.jets[control_name]
             val = {"jet_pt": j.pt, "jet_mass": j.mass, "score": v.scores[control_name]}[var]
             rep = gates[_key(v)]
             ks = rep.stats(var).ks if var in [s.variable for s in rep.variables] else float("nan")
             ax.hist(np.clip(val, edges[0], edges[-1]), edges, weights=j.weight, histtype="step",
-                    lw=1.3, label=f"{_key(v)} (KS {ks:.3f})")
+                    lw=1.3, color=_color(i), label=f"{_key(v)} (KS {ks:.3f})")
         ax.set_xlabel(label)
         ax.set_title(f"control: {control_name}")
         ax.legend(loc="upper right", fontsize=7)
