@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats
+from hepsafe import datasets, stats, workspace
 from hepsafe import templates as T
 from hepsafe.coffea import (
     AdversarialProcessor,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print("cutflow:", output["cutflow"])
     t = scale_samples(to_templates(output), SCALE)
     T.write_templates(t, out_dir / "templates.root")
-    config = stats.WorkspaceConfig(signal=("W",), lumi=LUMI, data_sample=None)
+    config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI, data_sample=None)
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out_dir, force=True)
     print(res.yields)

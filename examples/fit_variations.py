@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats, tagger
+from hepsafe import datasets, stats, tagger, workspace
 from hepsafe import templates as T
 from hepsafe import variations as V
 from hepsafe.jets import JetBatch
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     jets = sample[np.isin(sample.label, [label for label, _ in SAMPLES.values()])]
     t = make_templates(jets, variations())
     T.write_templates(t, out / "templates.root")
-    config = stats.WorkspaceConfig(signal=("W",), lumi=LUMI)
+    config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI)
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out, force=True)
     command = f"python examples/fit_variations.py -o {args.output_dir}"

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from . import datasets, exceptions, features, jets, metrics, stats, tagger, templates, validate
+from . import (
+    datasets,
+    exceptions,
+    features,
+    fits,
+    jets,
+    limits,
+    metrics,
+    stats,
+    tagger,
+    templates,
+    validate,
+    workspace,
+)
 from .envelope import Envelope
 from .jets import JetBatch
 from .perturb import Perturbation, Perturber, perturb
-from .stats import WorkspaceConfig
 from .tagger import OnnxTagger
 from .templates import Templates
 from .validate import GateConfig, GateReport, gate
+from .workspace import WorkspaceConfig
 
 __version__ = "0.1.0"
 __all__ = [
@@ -25,13 +38,16 @@ __all__ = [
     "datasets",
     "exceptions",
     "features",
+    "fits",
     "gate",
     "jets",
+    "limits",
     "metrics",
     "perturb",
     "stats",
     "tagger",
     "templates",
     "validate",
+    "workspace",
     "__version__",
 ]

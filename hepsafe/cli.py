@@ -102,11 +102,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from . import stats, templates
+    from . import stats, templates, workspace
 
     t = templates.read_templates(args.templates)
-    config = stats.load_config(args.config, signal=args.signal, lumi=args.lumi)
-    user = stats.read_workspace(args.workspace) if args.workspace else None
+    config = workspace.load_config(args.config, signal=args.signal, lumi=args.lumi)
+    user = workspace.read_workspace(args.workspace) if args.workspace else None
     out = stats.fit_templates(t, config, user, asimov=args.asimov, limit=not args.no_limit,
                               hepdata=args.hepdata)
     written = stats.write_fit_outputs(out, args.output_dir, force=args.force)
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output-dir", required=True,
                    help="directory for workspace.json, patch.json, fit.json, fit.txt")
     f.add_argument("--workspace", help="user's pyhf workspace: write a patch adding the variations")
-    f.add_argument("--config", help="JSON configuration (hepsafe.stats.CONFIG_SCHEMA)")
+    f.add_argument("--config", help="JSON configuration (hepsafe.workspace.CONFIG_SCHEMA)")
     f.add_argument("--signal", nargs="+", default=None, help="signal sample(s) scaled by the POI")
     f.add_argument("--lumi", type=float, default=None, help="relative luminosity uncertainty")
     f.add_argument("--asimov", action="store_true", help="fit the Asimov data set at POI = 1")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics, stats, validate
+from . import metrics, stats, validate, workspace
 from . import templates as T
 from . import variations as V
 from .config import RunConfig
@@ -356,12 +356,12 @@ def run(
             T.write_templates(templates, out / "templates.root")
             T.write_templates(templates, out / "templates.json")
             adv(1)
-            wcfg = stats.WorkspaceConfig(
+            wcfg = workspace.WorkspaceConfig(
                 signal=tuple(s.name for s in sig),
                 lumi=float(cfg["fit"]["lumi_uncertainty"]) or None,
             )
             # the user-side view: a nominal-only workspace, and the patch adding our modifiers
-            base = stats.build_workspace(T.select_systematics(templates, []), wcfg)
+            base = workspace.build_workspace(T.select_systematics(templates, []), wcfg)
             fitted = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
             write_json(out / "workspace.json", fitted.workspace)
             write_json(out / "patch.json", fitted.patch)

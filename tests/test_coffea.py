@@ -20,8 +20,9 @@ import numpy as np  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
-from hepsafe import nanoaod, stats, tagger  # noqa: E402
+from hepsafe import nanoaod, tagger  # noqa: E402
 from hepsafe import templates as T  # noqa: E402
+from hepsafe import workspace as W  # noqa: E402
 from hepsafe.coffea import (  # noqa: E402
     AdversarialProcessor,
     AdversarialSystematics,
@@ -254,7 +255,7 @@ def test_apply_to_fileset_bit_identical(files, proc, reference, client) -> None:
 
 def test_templates_and_fit(files, proc, reference) -> None:
     t = to_templates(_run(files, proc, chunksize=3333))
-    ws = stats.build_workspace(t, stats.WorkspaceConfig(signal=("W",), data_sample=None))
+    ws = W.build_workspace(t, W.WorkspaceConfig(signal=("W",), data_sample=None))
     mods = {m["name"] for c in ws["channels"] for s in c["samples"] for m in s["modifiers"]}
     assert {"escale", "smear", "tracking"} <= mods
 

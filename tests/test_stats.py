@@ -13,13 +13,14 @@ import numpy as np
 import pyhf
 import pytest
 
-from hepsafe import cli, stats
+from hepsafe import cli, fits, limits, stats
 from hepsafe import templates as T
+from hepsafe import workspace as W
 from hepsafe.exceptions import TemplateError, TemplateWarning, WorkspaceError
 from hepsafe.jets import JetBatch
 
 EDGES = np.linspace(40.0, 200.0, 7)  # jet mass [GeV], 6 bins
-CONFIG = stats.WorkspaceConfig(signal=("W",), lumi=0.02)
+CONFIG = W.WorkspaceConfig(signal=("W",), lumi=0.02)
 
 
 def _templates(jets: JetBatch) -> T.Templates:
@@ -53,7 +54,7 @@ def tmpl(sample: JetBatch) -> T.Templates:
 
 @pytest.fixture(scope="module")
 def workspace(tmpl: T.Templates) -> dict:
-    return stats.build_workspace(tmpl, CONFIG)
+    return W.build_workspace(tmpl, CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def _user_workspace(tmpl: T.Templates) -> dict:
     }
 
 
-PATCH_CONFIG = stats.WorkspaceConfig(
+PATCH_CONFIG = W.WorkspaceConfig(
     signal=("W",), channels={"lowpt": "signal_region"}, samples={"W": "wjets", "QCD": "multijet"}
 )
 
@@ -169,28 +170,28 @@ def test_workspace_is_complete_and_valid(workspace: dict, tmp_path) -> None:
 
 
 def test_decorrelation(tmpl: T.Templates) -> None:
-    cfg = stats.WorkspaceConfig(signal=("W",), decorrelate={"tilt": "sample"}, staterror=False)
-    ws = stats.build_workspace(tmpl, cfg)
-    names = stats.systematic_parameters(ws)
+    cfg = W.WorkspaceConfig(signal=("W",), decorrelate={"tilt": "sample"}, staterror=False)
+    ws = W.build_workspace(tmpl, cfg)
+    names = W.systematic_parameters(ws)
     assert {"tilt_W", "tilt_QCD", "wnorm", "peak"} == set(names)
     assert (
-        stats.parameter_name(
-            "tilt", "lowpt", "W", stats.WorkspaceConfig(decorrelate={"tilt": "sample+region"})
+        W.parameter_name(
+            "tilt", "lowpt", "W", W.WorkspaceConfig(decorrelate={"tilt": "sample+region"})
         )
         == "tilt_lowpt_W"
     )
     with pytest.raises(WorkspaceError, match="decorrelate"):
-        stats.WorkspaceConfig(decorrelate={"tilt": "channel"})
+        W.WorkspaceConfig(decorrelate={"tilt": "channel"})
 
 
 def test_config_from_file(tmp_path) -> None:
     p = tmp_path / "fit.json"
     p.write_text(json.dumps({"signal": ["W"], "lumi": 0.02, "merge_rel_stat": 0.1}))
-    cfg = stats.load_config(p, lumi=0.03)
+    cfg = W.load_config(p, lumi=0.03)
     assert cfg.signal == ("W",) and cfg.lumi == 0.03 and cfg.merge_rel_stat == 0.1
     p.write_text(json.dumps({"signal": "W"}))
     with pytest.raises(WorkspaceError, match="key 'signal'"):
-        stats.load_config(p)
+        W.load_config(p)
 
 
 # ------------------------------------------------------------------ fits
@@ -220,17 +221,17 @@ def test_impacts_rank_variations(report: dict) -> None:
 
 
 def test_limit_and_significance_match_pyhf(workspace: dict, report: dict) -> None:
-    model, data = stats.model_and_data(workspace, asimov=True)
+    model, data = fits.model_and_data(workspace, asimov=True)
     ul = report["upper_limit"]
     assert ul["expected"] == sorted(ul["expected"]) and ul["observed"] > 1.0
-    with stats.minuit_backend():
+    with fits.minuit_backend():
         obs, exp = pyhf.infer.hypotest(ul["observed"], data, model, return_expected_set=True)
         assert float(obs) == pytest.approx(0.05, abs=2e-4)
         _, exp_med = pyhf.infer.hypotest(ul["expected"][2], data, model, return_expected_set=True)
         assert float(exp_med[2]) == pytest.approx(0.05, abs=2e-4)
         p0 = pyhf.infer.hypotest(0.0, data, model, test_stat="q0")
-    ours = stats.cls(model, data, 1.3)
-    with stats.minuit_backend():
+    ours = limits.cls(model, data, 1.3)
+    with fits.minuit_backend():
         ref_obs, ref_exp = pyhf.infer.hypotest(1.3, data, model, return_expected_set=True)
     assert ours["observed"] == pytest.approx(float(ref_obs), rel=1e-3)
     assert ours["expected"] == pytest.approx([float(x) for x in ref_exp], rel=1e-3)
@@ -250,10 +251,10 @@ def test_report_text_and_runtime(report: dict) -> None:
 def test_patch_keeps_user_modifiers_and_adds_new(tmpl: T.Templates, tmp_path) -> None:
     user = _user_workspace(tmpl)
     original = copy.deepcopy(user)
-    patch = stats.build_patch(_lowpt(tmpl), user, PATCH_CONFIG)
+    patch = W.build_patch(_lowpt(tmpl), user, PATCH_CONFIG)
     assert user == original  # input untouched
     assert all(op["op"] == "add" and op["path"].endswith("/modifiers/-") for op in patch)
-    patched = stats.apply_patch(user, patch)
+    patched = W.apply_patch(user, patch)
     pyhf.schema.validate(patched, "workspace.json")
     pairs = zip(user["channels"][0]["samples"], patched["channels"][0]["samples"], strict=True)
     for s_old, s_new in pairs:
@@ -272,14 +273,14 @@ def test_patch_keeps_user_modifiers_and_adds_new(tmpl: T.Templates, tmp_path) ->
     rel = np.array(hs["data"]["hi_data"]) / np.array(wj["data"]) * ns["data"]["hi"]
     assert rel == pytest.approx(up / nom)
     # the same through a pyhf PatchSet
-    ps = stats.as_patchset(patch, user, hepdata="ins1234567")
-    assert stats.apply_patch(user, ps) == patched
+    ps = W.as_patchset(patch, user, hepdata="ins1234567")
+    assert W.apply_patch(user, ps) == patched
     # pyhf's command line accepts the patched workspace and the fit sees every parameter
     path = tmp_path / "patched.json"
     path.write_text(json.dumps(patched))
     _pyhf_cli(path)
-    model, data = stats.model_and_data(patched)
-    res = stats.fit(model, data)
+    model, data = fits.model_and_data(patched)
+    res = fits.fit(model, data)
     assert {"mu_W", "xsec_qcd", "tilt", "wnorm", "peak", "lumi"} <= set(res.labels)
     assert res.mu == pytest.approx(1.0, abs=1e-3)
 
@@ -287,15 +288,15 @@ def test_patch_keeps_user_modifiers_and_adds_new(tmpl: T.Templates, tmp_path) ->
 def test_patch_errors_name_channel_and_sample(tmpl: T.Templates) -> None:
     user = _user_workspace(tmpl)
     low = _lowpt(tmpl)
-    cfg = stats.WorkspaceConfig(
+    cfg = W.WorkspaceConfig(
         signal=("W",),
         channels={"lowpt": "signal_region"},
         samples={"W": "Wjets_typo", "QCD": "multijet"},
     )
     with pytest.raises(WorkspaceError, match="'Wjets_typo'.*'W'.*'signal_region'"):
-        stats.build_patch(low, user, cfg)
+        W.build_patch(low, user, cfg)
     with pytest.raises(WorkspaceError, match="channel 'lowpt'.*signal_region"):
-        stats.build_patch(low, user, stats.WorkspaceConfig(signal=("W",)))
+        W.build_patch(low, user, W.WorkspaceConfig(signal=("W",)))
     short = copy.deepcopy(user)
     for s in short["channels"][0]["samples"]:
         s["data"] = s["data"][:5]
@@ -304,14 +305,14 @@ def test_patch_errors_name_channel_and_sample(tmpl: T.Templates) -> None:
                 m["data"] = m["data"][:5]
     short["observations"][0]["data"] = short["observations"][0]["data"][:5]
     with pytest.raises(WorkspaceError, match="5 bins.*6"):
-        stats.build_patch(low, short, PATCH_CONFIG)
-    twice = stats.apply_patch(user, stats.build_patch(low, user, PATCH_CONFIG))
+        W.build_patch(low, short, PATCH_CONFIG)
+    twice = W.apply_patch(user, W.build_patch(low, user, PATCH_CONFIG))
     with pytest.raises(WorkspaceError, match="'wjets' already has a normsys modifier named 'peak'"):
-        stats.build_patch(low, twice, PATCH_CONFIG)
+        W.build_patch(low, twice, PATCH_CONFIG)
     bad = copy.deepcopy(user)
     del bad["observations"]
     with pytest.raises(WorkspaceError, match="not a valid pyhf workspace"):
-        stats.build_patch(low, bad, PATCH_CONFIG)
+        W.build_patch(low, bad, PATCH_CONFIG)
 
 
 # ------------------------------------------------------------------ bad templates
@@ -326,15 +327,15 @@ def _simple(w_nom, b_nom, extra=None) -> T.Templates:
 
 
 def test_bad_yields_raise_or_warn() -> None:
-    cfg = stats.WorkspaceConfig(signal=("W",))
+    cfg = W.WorkspaceConfig(signal=("W",))
     with pytest.raises(TemplateError, match="SR_W_nominal has total yield 0"):
-        stats.build_workspace(_simple([0.0, 0.0, 0.0], [5.0, 5.0, 5.0]), cfg)
+        W.build_workspace(_simple([0.0, 0.0, 0.0], [5.0, 5.0, 5.0]), cfg)
     with pytest.raises(TemplateError, match=r"region 'SR': bins \[2\] have zero total"):
-        stats.build_workspace(_simple([1.0, 1.0, 0.0], [5.0, 5.0, 0.0]), cfg)
-    merged = stats.WorkspaceConfig(signal=("W",), merge_rel_stat=0.5)
+        W.build_workspace(_simple([1.0, 1.0, 0.0], [5.0, 5.0, 0.0]), cfg)
+    merged = W.WorkspaceConfig(signal=("W",), merge_rel_stat=0.5)
     assert (
         len(
-            stats.build_workspace(_simple([1.0, 1.0, 0.0], [5.0, 5.0, 0.0]), merged)["channels"][0][
+            W.build_workspace(_simple([1.0, 1.0, 0.0], [5.0, 5.0, 0.0]), merged)["channels"][0][
                 "samples"
             ][0]["data"]
         )
@@ -346,15 +347,15 @@ def test_bad_yields_raise_or_warn() -> None:
         {("SR", "B", "jes_up"): ([0, 1, 2, 3], [6.0, 5.0, -1.0], [6.0, 5.0, 1.0])},
     )
     with pytest.raises(TemplateError, match=r"negative yields in SR_B_jes_up bins \[2\]"):
-        stats.build_workspace(neg, stats.WorkspaceConfig(signal=("W",), negative="error"))
+        W.build_workspace(neg, W.WorkspaceConfig(signal=("W",), negative="error"))
     with pytest.warns(TemplateWarning, match="SR_B_jes_up"):
-        ws = stats.build_workspace(neg, cfg)
+        ws = W.build_workspace(neg, cfg)
     b = ws["channels"][0]["samples"][1]
     hs = next(m for m in b["modifiers"] if m["type"] == "histosys")
     assert min(hs["data"]["hi_data"]) >= 0
     with pytest.raises(TemplateError, match=r"signal sample\(s\) \['Z'\]"):
-        stats.build_workspace(
-            _simple([1.0, 1.0, 1.0], [5.0, 5.0, 5.0]), stats.WorkspaceConfig(signal=("Z",))
+        W.build_workspace(
+            _simple([1.0, 1.0, 1.0], [5.0, 5.0, 5.0]), W.WorkspaceConfig(signal=("Z",))
         )
 
 
@@ -362,7 +363,7 @@ def test_data_sample_used_as_observations() -> None:
     e = [0.0, 1.0, 2.0, 3.0]
     data = {("SR", "data", "nominal"): (e, [7, 6, 8], [7, 6, 8])}
     t = _simple([1.0, 2.0, 1.0], [5.0, 5.0, 5.0], data)
-    ws = stats.build_workspace(t, stats.WorkspaceConfig(signal=("W",)))
+    ws = W.build_workspace(t, W.WorkspaceConfig(signal=("W",)))
     assert ws["observations"][0]["data"] == [7.0, 6.0, 8.0]
     assert [s["name"] for s in ws["channels"][0]["samples"]] == ["W", "B"]
 
@@ -413,7 +414,7 @@ def test_cli_fit(tmpl: T.Templates, tmp_path, capsys) -> None:
     )
     assert rc == 0
     patch = json.loads((out / "patch.json").read_text())
-    patched = stats.apply_patch(json.loads(user.read_text()), patch)
+    patched = W.apply_patch(json.loads(user.read_text()), patch)
     assert patched == json.loads((out / "workspace.json").read_text())
     assert (out / "patchset.json").exists()
 
