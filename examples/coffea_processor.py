@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats, workspace
-from hepsafe import templates as T
+from hepsafe import datasets, stats, templates_io, workspace
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     output = run(path, args.executor, args.chunksize, args.workers)
     print("cutflow:", output["cutflow"])
     t = scale_samples(to_templates(output), SCALE)
-    T.write_templates(t, out_dir / "templates.root")
+    templates_io.write_templates(t, out_dir / "templates.root")
     config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI, data_sample=None)
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out_dir, force=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats, tagger, workspace
+from hepsafe import datasets, stats, tagger, templates_io, workspace
 from hepsafe import templates as T
 from hepsafe import variations as V
 from hepsafe.jets import JetBatch
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = datasets.load_sample("test")
     jets = sample[np.isin(sample.label, [label for label, _ in SAMPLES.values()])]
     t = make_templates(jets, variations())
-    T.write_templates(t, out / "templates.root")
+    templates_io.write_templates(t, out / "templates.root")
     config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI)
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out, force=True)

@@ -102,9 +102,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from . import stats, templates, workspace
+    from . import stats, templates_io, workspace
 
-    t = templates.read_templates(args.templates)
+    t = templates_io.read_templates(args.templates)
     config = workspace.load_config(args.config, signal=args.signal, lumi=args.lumi)
     user = workspace.read_workspace(args.workspace) if args.workspace else None
     out = stats.fit_templates(t, config, user, asimov=args.asimov, limit=not args.no_limit,
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     f = sub.add_parser("fit", help="templates (+ a pyhf workspace) -> workspace/patch and fit")
-    f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates)")
+    f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates_io)")
     f.add_argument("-o", "--output-dir", required=True,
                    help="directory for workspace.json, patch.json, fit.json, fit.txt")
     f.add_argument("--workspace", help="user's pyhf workspace: write a patch adding the variations")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics, stats, validate, workspace
+from . import hygiene, metrics, stats, templates_io, validate, workspace
 from . import templates as T
 from . import variations as V
 from .config import RunConfig
@@ -353,15 +353,15 @@ def run(
                     h = T.fill(h, v.scores[name], name, T.variation_name(v.name, v.direction),
                                weight=v.jets[name].weight, clip=True)
             templates = T.Templates({REGION: h})
-            T.write_templates(templates, out / "templates.root")
-            T.write_templates(templates, out / "templates.json")
+            templates_io.write_templates(templates, out / "templates.root")
+            templates_io.write_templates(templates, out / "templates.json")
             adv(1)
             wcfg = workspace.WorkspaceConfig(
                 signal=tuple(s.name for s in sig),
                 lumi=float(cfg["fit"]["lumi_uncertainty"]) or None,
             )
             # the user-side view: a nominal-only workspace, and the patch adding our modifiers
-            base = workspace.build_workspace(T.select_systematics(templates, []), wcfg)
+            base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)
             fitted = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
             write_json(out / "workspace.json", fitted.workspace)
             write_json(out / "patch.json", fitted.patch)

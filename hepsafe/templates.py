@@ -1,4 +1,5 @@
-"""Histogram templates (region x sample x variation), yield tables, ROOT/JSON I/O, hygiene.
+"""Histogram templates (region x sample x variation): names, booking and filling, the
+:class:`Templates` container, assembly from arrays or 1-d histograms, yield tables.
 
 One region holds one :class:`hist.Hist` with three axes: the observable (a tagger score or
 any analysis variable; a ``Variable`` axis without flow bins), ``sample`` (``StrCategory``)
@@ -8,80 +9,27 @@ with ``Weight`` storage (sum of weights and sum of squared weights per bin).
 A cell (region, sample, variation) is *present* when any of its values or variances is
 non-zero; a variation that was never filled for a sample has no effect on it.
 
-On disk the templates are either a ROOT file, one ``TH1D`` per present cell named
-``{region}_{sample}_{variation}`` (cabinetry's convention) plus a ``TObjString``
-``hepsafe_templates`` describing the axes, or a JSON file of format ``hepsafe-templates/1``.
-Both round-trip exactly (float64 values, variances and edges).
+Files: :mod:`hepsafe.templates_io`; hygiene before a fit: :mod:`hepsafe.hygiene`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boost_histogram as bh
 import hist
-import jsonschema
 import numpy as np
 
-from .exceptions import TemplateError, TemplateWarning
-from .io import atomic_path, write_json
+from .exceptions import TemplateError
 from .report_tables import format_table
 
 NOMINAL = "nominal"
 UP, DOWN = "up", "down"
-FORMAT = "hepsafe-templates/1"
-#: name of the TObjString that describes the axes inside a templates ROOT file
-ROOT_META_KEY = "hepsafe_templates"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-#: JSON schema of the templates file (validated when reading)
-TEMPLATES_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["format", "regions"],
-    "properties": {
-        "format": {"const": FORMAT},
-        "regions": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name", "observable", "edges", "samples", "variations", "cells"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "observable": {"type": "string"},
-                    "label": {"type": ["string", "null"]},
-                    "edges": {"type": "array", "items": {"type": "number"}, "minItems": 2},
-                    "samples": {"type": "array", "items": {"type": "string"}},
-                    "variations": {"type": "array", "items": {"type": "string"}},
-                    "cells": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["sample", "variation", "values", "variances"],
-                            "properties": {
-                                "sample": {"type": "string"},
-                                "variation": {"type": "string"},
-                                "values": {"type": "array", "items": {"type": "number"}},
-                                "variances": {"type": "array", "items": {"type": "number"}},
-                            },
-                            "additionalProperties": False,
-                        },
-                    },
-                },
-                "additionalProperties": False,
-            },
-        },
-    },
-    "additionalProperties": False,
-}
 
 
 # --------------------------------------------------------------------------- names
@@ -120,13 +68,17 @@ def split_variation(variation: str) -> tuple[str, str] | None:
 
 
 # --------------------------------------------------------------------------- booking
-def _new_hist(
+def new_hist(
     edges: np.ndarray,
     observable: str,
     label: str | None,
     samples: Sequence[str] = (),
     variations: Sequence[str] = (NOMINAL,),
 ) -> hist.Hist:
+    """An empty template histogram with the given sample and variation categories.
+
+    ``edges`` (shape ``(n_bins + 1,)``) are taken as they are; :func:`book` checks them.
+    """
     with warnings.catch_warnings():
         # hist warns that "sample" is a keyword of fill(); the axes are filled by position
         warnings.filterwarnings("ignore", message=".*protected keyword.*")
@@ -144,7 +96,9 @@ def _new_hist(
         )
 
 
-def _check_edges(edges: Any, what: str) -> np.ndarray:
+def check_edges(edges: Any, what: str) -> np.ndarray:
+    """``edges`` as float64, shape ``(n_bins + 1,)``; raise TemplateError naming ``what``
+    unless they are at least two finite, increasing numbers."""
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or len(e) < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
         raise TemplateError(f"{what}: bin edges must be >= 2 finite, increasing numbers, got {e}")
@@ -161,7 +115,7 @@ def book(
     ``edges`` has shape ``(n_bins + 1,)`` in the observable's unit (GeV for a mass, none
     for a score); ``label`` is the axis title (defaults to ``observable``).
     """
-    return _new_hist(_check_edges(edges, f"book({observable!r})"), observable, label)
+    return new_hist(check_edges(edges, f"book({observable!r})"), observable, label)
 
 
 def fill(
@@ -346,8 +300,8 @@ def _normalise_hist(region: str, h: hist.Hist) -> hist.Hist:
         check_name(s, "sample")
     for v in variations:
         split_variation(v)
-    edges = _check_edges(obs.edges, f"region {region!r}")
-    out = _new_hist(edges, str(obs.name or "observable"), str(obs.label), samples, variations)
+    edges = check_edges(obs.edges, f"region {region!r}")
+    out = new_hist(edges, str(obs.name or "observable"), str(obs.label), samples, variations)
     src = h.view(flow=False)
     dst = out.view(flow=False)
     n_s, n_v = len(samples), len(variations)
@@ -379,7 +333,7 @@ def from_arrays(
         check_name(sample, "sample")
         split_variation(variation)
         name = f"{region}_{sample}_{variation}"
-        e = _check_edges(edges, name)
+        e = check_edges(edges, name)
         v = np.asarray(values, dtype=np.float64)
         var = np.asarray(variances, dtype=np.float64)
         if v.shape != (len(e) - 1,) or var.shape != v.shape:
@@ -410,7 +364,7 @@ def from_arrays(
                     f"{ref[0]} (edges {ref[1].tolist()})"
                 )
         name, label = (observables or {}).get(region, ("observable", None))
-        h = _new_hist(ref[1], name, label, samples, variations)
+        h = new_hist(ref[1], name, label, samples, variations)
         view = h.view(flow=False)
         for (s, v), (_, vals, var) in rc.items():
             i, j = samples.index(s), variations.index(v)
@@ -451,12 +405,14 @@ def _canonical(variations: Sequence[str]) -> list[str]:
     return ordered
 
 
-def _rebuilt(
+def with_cell_contents(
     t: Templates,
     region_cells: Mapping[str, Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]]],
     edges: Mapping[str, np.ndarray] | None = None,
 ) -> Templates:
-    """New templates with the same axes as ``t`` and cell contents from ``region_cells``."""
+    """New templates with the same axes as ``t`` and cell contents from ``region_cells``
+    (as :func:`cell_contents` returns them); ``edges`` replaces the binning of some regions,
+    and variations absent from ``t``'s axis are added to it."""
     hists = {}
     for region in t.regions:
         name, label = t.observable(region)
@@ -465,7 +421,7 @@ def _rebuilt(
         variations = t.variation_axis(region)
         extra = [v for _, v in region_cells[region] if v not in variations]
         variations = _canonical(variations + list(dict.fromkeys(extra)))
-        h = _new_hist(e, name, label, samples, variations)
+        h = new_hist(e, name, label, samples, variations)
         view = h.view(flow=False)
         for (s, v), (vals, var) in region_cells[region].items():
             view.value[:, samples.index(s), variations.index(v)] = vals
@@ -474,7 +430,9 @@ def _rebuilt(
     return Templates(hists)
 
 
-def _contents(t: Templates) -> dict[str, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
+def cell_contents(t: Templates) -> dict[str, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
+    """Every present cell as ``{region: {(sample, variation): (values, variances)}}``, each
+    array of shape ``(n_bins,)`` (copies)."""
     out: dict[str, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]] = {}
     for r in t.regions:
         out[r] = {}
@@ -517,423 +475,3 @@ def format_yields(t: Templates) -> str:
         rows,
         floatfmt=".2f",
     )
-
-
-# --------------------------------------------------------------------------- JSON
-def to_dict(t: Templates) -> dict[str, Any]:
-    """The templates as a JSON-ready dict (format ``hepsafe-templates/1``)."""
-    regions = []
-    for r in t.regions:
-        name, label = t.observable(r)
-        regions.append(
-            {
-                "name": r,
-                "observable": name,
-                "label": label,
-                "edges": t.edges(r).tolist(),
-                "samples": t.sample_axis(r),
-                "variations": t.variation_axis(r),
-                "cells": [
-                    {
-                        "sample": s,
-                        "variation": v,
-                        "values": t.values(r, s, v).tolist(),
-                        "variances": t.variances(r, s, v).tolist(),
-                    }
-                    for s in t.samples(r)
-                    for v in t.variations(r, s)
-                ],
-            }
-        )
-    return {"format": FORMAT, "regions": regions}
-
-
-def from_dict(d: Mapping[str, Any], source: str = "templates") -> Templates:
-    """Templates from a dict of format ``hepsafe-templates/1`` (validated first)."""
-    errors = sorted(
-        jsonschema.Draft202012Validator(TEMPLATES_SCHEMA).iter_errors(d),
-        key=lambda e: list(e.absolute_path),
-    )
-    if errors:
-        e = errors[0]
-        key = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise TemplateError(f"{source}: key '{key}': {e.message}")
-    hists = {}
-    for rd in d["regions"]:
-        region = check_name(rd["name"], "region")
-        if region in hists:
-            raise TemplateError(f"{source}: region {region!r} appears twice")
-        edges = _check_edges(rd["edges"], f"{source}: region {region!r}")
-        samples, variations = list(rd["samples"]), list(rd["variations"])
-        h = _new_hist(edges, rd["observable"], rd.get("label"), samples, variations)
-        view = h.view(flow=False)
-        for cell in rd["cells"]:
-            s, v = cell["sample"], cell["variation"]
-            where = f"{source}: {region}_{s}_{v}"
-            if s not in samples or v not in variations:
-                raise TemplateError(f"{where}: sample or variation not listed on the axes")
-            vals = np.asarray(cell["values"], np.float64)
-            var = np.asarray(cell["variances"], np.float64)
-            if vals.shape != (len(edges) - 1,) or var.shape != vals.shape:
-                raise TemplateError(
-                    f"{where}: {len(vals)} values and {len(var)} variances, expected "
-                    f"{len(edges) - 1} (binning differs from the region's edges)"
-                )
-            view.value[:, samples.index(s), variations.index(v)] = vals
-            view.variance[:, samples.index(s), variations.index(v)] = var
-        hists[region] = h
-    return Templates(hists)
-
-
-def write_json_templates(t: Templates, path: str | os.PathLike[str]) -> Path:
-    """Write the templates to a JSON file, atomically."""
-    return write_json(path, to_dict(t))
-
-
-def read_json_templates(path: str | os.PathLike[str]) -> Templates:
-    """Read templates written by :func:`write_json_templates`."""
-    p = Path(path)
-    if not p.exists():
-        raise TemplateError(f"{path}: no such file")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise TemplateError(f"{path}: not valid JSON ({exc})") from exc
-    return from_dict(d, source=str(path))
-
-
-# --------------------------------------------------------------------------- ROOT
-def root_name(region: str, sample: str, variation: str) -> str:
-    """ROOT key of a template: ``{region}_{sample}_{variation}``."""
-    return f"{region}_{sample}_{variation}"
-
-
-def write_root_templates(t: Templates, path: str | os.PathLike[str]) -> Path:
-    """Write one ``TH1D`` per present cell (``{region}_{sample}_{variation}``), atomically.
-
-    A ``TObjString`` named ``hepsafe_templates`` records the axes, so reading back is exact.
-    """
-    import uproot
-
-    meta: dict[str, Any] = {"format": FORMAT, "regions": []}
-    for r in t.regions:
-        name, label = t.observable(r)
-        meta["regions"].append(
-            {
-                "name": r,
-                "observable": name,
-                "label": label,
-                "samples": t.sample_axis(r),
-                "variations": t.variation_axis(r),
-                "cells": [
-                    [s, v, root_name(r, s, v)] for s in t.samples(r) for v in t.variations(r, s)
-                ],
-            }
-        )
-    with atomic_path(path) as tmp:
-        with uproot.recreate(tmp) as f:
-            for r, s, v in t.cells():
-                f[root_name(r, s, v)] = t.hist1d(r, s, v)
-            f[ROOT_META_KEY] = json.dumps(meta, sort_keys=True)
-    return Path(path)
-
-
-def read_root_templates(
-    path: str | os.PathLike[str],
-    regions: Sequence[str] | None = None,
-    samples: Sequence[str] | None = None,
-) -> Templates:
-    """Read templates from a ROOT file.
-
-    A file written by :func:`write_root_templates` is read exactly. Any other file is read
-    by name, ``{region}_{sample}_{variation}``, for the given ``regions`` and ``samples``
-    (both needed then, since names may contain underscores).
-    """
-    import uproot
-
-    p = Path(path)
-    if not p.exists():
-        raise TemplateError(f"{path}: no such file")
-    try:
-        f = uproot.open(p)
-    except Exception as exc:  # uproot raises many kinds on a corrupt file
-        raise TemplateError(f"{path}: not a readable ROOT file ({exc})") from exc
-    with f:
-        if ROOT_META_KEY in f:
-            return _read_root_meta(f, str(path), json.loads(str(f[ROOT_META_KEY])))
-        if not regions or not samples:
-            raise TemplateError(
-                f"{path}: no '{ROOT_META_KEY}' description; pass the region and sample names "
-                "to read histograms named {region}_{sample}_{variation}"
-            )
-        cells: dict[Cell, tuple[Any, Any, Any]] = {}
-        observables: dict[str, tuple[str, str | None]] = {}
-        for key, cls in f.classnames(recursive=False, cycle=False).items():
-            if not cls.startswith("TH1"):
-                continue
-            # the longest matching (region, sample) prefix wins: "SR_W_x_nominal" is sample
-            # "W_x" when both "W" and "W_x" are given
-            pairs = sorted(
-                ((r, s) for r in regions for s in samples), key=lambda rs: -len(rs[0] + rs[1])
-            )
-            for r, s in pairs:
-                prefix = f"{r}_{s}_"
-                if key.startswith(prefix):
-                    obj = f[key]
-                    cells[(r, s, key[len(prefix) :])] = _th1_arrays(obj)
-                    title = str(obj.member("fTitle") or "") or None
-                    observables.setdefault(r, ("observable", title))
-                    break
-        if not cells:
-            raise TemplateError(
-                f"{path}: no TH1 named {{region}}_{{sample}}_{{variation}} for regions "
-                f"{list(regions)} and samples {list(samples)}"
-            )
-        return from_arrays(cells, observables)
-
-
-def _th1_arrays(obj: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    values = np.asarray(obj.values(flow=False), np.float64)
-    variances = obj.variances(flow=False)
-    return (
-        np.asarray(obj.axis().edges(), np.float64),
-        values,
-        values.copy() if variances is None else np.asarray(variances, np.float64),
-    )
-
-
-def _read_root_meta(f: Any, source: str, meta: Mapping[str, Any]) -> Templates:
-    if meta.get("format") != FORMAT:
-        raise TemplateError(f"{source}: '{ROOT_META_KEY}' has format {meta.get('format')!r}")
-    hists = {}
-    for rd in meta["regions"]:
-        region = rd["name"]
-        cells: dict[Cell, tuple[Any, Any, Any]] = {}
-        for s, v, key in rd["cells"]:
-            if key not in f:
-                raise TemplateError(f"{source}: histogram {key!r} listed but absent")
-            cells[(region, s, v)] = _th1_arrays(f[key])
-        single = from_arrays(cells, {region: (rd["observable"], rd["label"])})
-        name, label = single.observable(region)
-        full = _new_hist(single.edges(region), name, label, rd["samples"], rd["variations"])
-        view = full.view(flow=False)
-        for s in single.samples(region):
-            for v in single.variations(region, s):
-                i, j = rd["samples"].index(s), rd["variations"].index(v)
-                view.value[:, i, j] = single.values(region, s, v)
-                view.variance[:, i, j] = single.variances(region, s, v)
-        hists[region] = full
-    return Templates(hists)
-
-
-# --------------------------------------------------------------------------- any format
-def write_templates(t: Templates, path: str | os.PathLike[str]) -> Path:
-    """Write templates to ``path``: ROOT for ``.root``, JSON for ``.json``."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".root":
-        return write_root_templates(t, path)
-    if suffix == ".json":
-        return write_json_templates(t, path)
-    raise TemplateError(f"{path}: templates are written as .root or .json, not {suffix!r}")
-
-
-def read_templates(path: str | os.PathLike[str], **kwargs: Any) -> Templates:
-    """Read templates from ``path``: ROOT for ``.root``, JSON for ``.json``."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".root":
-        return read_root_templates(path, **kwargs)
-    if suffix == ".json":
-        return read_json_templates(path)
-    raise TemplateError(f"{path}: templates are read from .root or .json, not {suffix!r}")
-
-
-# --------------------------------------------------------------------------- hygiene
-def check(t: Templates, exclude: Sequence[str] = ()) -> None:
-    """Raise TemplateError for templates a fit cannot use.
-
-    Every sample on a region's axis (except those in ``exclude``, e.g. observed data) needs
-    a nominal with a positive total yield, and every variation a positive total yield.
-    """
-    for r in t.regions:
-        for s in t.sample_axis(r):
-            if s in exclude:
-                continue
-            present = t.variations(r, s)
-            if not present:
-                raise TemplateError(
-                    f"template {r}_{s}_{NOMINAL} has total yield 0 (sample {s!r} is on the "
-                    f"axis of region {r!r} but every bin is empty)"
-                )
-            if NOMINAL not in present:
-                raise TemplateError(
-                    f"missing nominal: no template {r}_{s}_{NOMINAL} (region {r!r}, sample "
-                    f"{s!r} has only {present})"
-                )
-            for v in present:
-                total = float(t.values(r, s, v).sum())
-                if not total > 0:
-                    raise TemplateError(
-                        f"template {r}_{s}_{v} has total yield {total:g}; a fit needs a "
-                        "positive yield for every sample and variation"
-                    )
-
-
-def select_systematics(t: Templates, names: Sequence[str]) -> Templates:
-    """New templates keeping only the nominals and the systematics ``names``."""
-    have = t.systematics()
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise TemplateError(f"systematics {missing} not in the templates (have {have})")
-    contents = _contents(t)
-    for rc in contents.values():
-        for s, v in list(rc):
-            parsed = split_variation(v)
-            if parsed and parsed[0] not in names:
-                del rc[(s, v)]
-    return _rebuilt(t, contents)
-
-
-def clip_negative(t: Templates, floor: float = 0.0, exclude: Sequence[str] = ()) -> Templates:
-    """New templates with bin values below ``floor`` set to ``floor``, with a TemplateWarning.
-
-    The warning names every clipped template and its bins. Samples in ``exclude`` are kept.
-    """
-    contents = _contents(t)
-    clipped = []
-    for r, rc in contents.items():
-        for (s, v), (vals, var) in rc.items():
-            bad = np.nonzero(vals < floor)[0]
-            if len(bad) and s not in exclude:
-                clipped.append(f"{r}_{s}_{v} bins {bad.tolist()}")
-                rc[(s, v)] = (np.where(vals < floor, floor, vals), var)
-    if clipped:
-        warnings.warn(
-            f"clipped yields below {floor:g} to {floor:g} in: {'; '.join(clipped)}",
-            TemplateWarning,
-            stacklevel=2,
-        )
-    return _rebuilt(t, contents)
-
-
-def symmetrize(t: Templates, names: Sequence[str] | None = None) -> Templates:
-    """New templates where a one-sided systematic gets its mirror image.
-
-    For a systematic with only ``<name>_up`` the down template is ``2 * nominal - up`` (and
-    vice versa), with the same variances. ``names`` restricts which systematics (default
-    all). Mirrors may be negative in some bins; :func:`clip_negative` handles them.
-    """
-    contents = _contents(t)
-    for r, rc in contents.items():
-        for s in t.samples(r):
-            present = t.variations(r, s)
-            for name in t.systematics(r):
-                if names is not None and name not in names:
-                    continue
-                up, down = variation_name(name, UP), variation_name(name, DOWN)
-                if (up in present) == (down in present):
-                    continue
-                have, want = (up, down) if up in present else (down, up)
-                nom = rc[(s, NOMINAL)][0]
-                vals, var = rc[(s, have)]
-                rc[(s, want)] = (2.0 * nom - vals, var.copy())
-    return _rebuilt(t, contents)
-
-
-def smooth_ratio(nominal: np.ndarray, varied: np.ndarray, passes: int = 1) -> np.ndarray:
-    """Smooth a variation: its ratio to nominal is smoothed with a (1, 2, 1) kernel.
-
-    ``nominal`` and ``varied`` have shape ``(n_bins,)``; the result has the varied total
-    (normalisation kept, shape smoothed). Bins with zero nominal keep ratio 1.
-    """
-    nom = np.asarray(nominal, np.float64)
-    var = np.asarray(varied, np.float64)
-    if len(nom) < 3 or passes < 1:
-        return var.copy()
-    ratio = np.divide(var, nom, out=np.ones_like(nom), where=nom != 0)
-    delta = ratio - 1.0
-    for _ in range(passes):
-        padded = np.concatenate([delta[:1], delta, delta[-1:]])
-        delta = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
-    out = nom * (1.0 + delta)
-    total, new_total = var.sum(), out.sum()
-    if new_total != 0:
-        out = out * (total / new_total)
-    return out
-
-
-def smooth(t: Templates, names: Sequence[str] | None = None, passes: int = 1) -> Templates:
-    """New templates whose variations (``names``, default all) are smoothed per bin.
-
-    See :func:`smooth_ratio`; variances are kept.
-    """
-    contents = _contents(t)
-    for rc in contents.values():
-        for (s, v), (vals, var) in list(rc.items()):
-            parsed = split_variation(v)
-            if parsed is None or (names is not None and parsed[0] not in names):
-                continue
-            rc[(s, v)] = (smooth_ratio(rc[(s, NOMINAL)][0], vals, passes), var)
-    return _rebuilt(t, contents)
-
-
-def merge_plan(values: np.ndarray, variances: np.ndarray, max_rel_error: float) -> list[int]:
-    """Indices of the edges to keep so that every merged bin has rel. stat. error <= max.
-
-    ``values`` and ``variances`` (shape ``(n_bins,)``) are the total to judge (for example
-    the summed background). Bins are merged left to right; a short last group joins the
-    previous one. Returns edge indices, shape ``(n_merged + 1,)``, first 0 and last n_bins.
-    """
-    if not max_rel_error > 0:
-        raise TemplateError(f"merge: max_rel_error must be > 0, got {max_rel_error}")
-    keep = [0]
-    acc_v = acc_var = 0.0
-    n = len(values)
-    for i in range(n):
-        acc_v += float(values[i])
-        acc_var += float(variances[i])
-        if acc_v > 0 and np.sqrt(acc_var) <= max_rel_error * acc_v:
-            keep.append(i + 1)
-            acc_v = acc_var = 0.0
-    if keep[-1] != n:
-        if len(keep) > 1:
-            keep[-1] = n
-        else:
-            keep.append(n)
-    return keep
-
-
-def rebin(t: Templates, region: str, keep: Sequence[int]) -> Templates:
-    """New templates where ``region`` keeps only edges ``keep`` (indices into its edges).
-
-    Values and variances of merged bins are summed; other regions are unchanged.
-    """
-    edges = t.edges(region)
-    k = np.asarray(keep, dtype=np.int64)
-    if len(k) < 2 or k[0] != 0 or k[-1] != len(edges) - 1 or np.any(np.diff(k) <= 0):
-        raise TemplateError(
-            f"rebin({region!r}): keep must increase from 0 to {len(edges) - 1}, got {list(keep)}"
-        )
-    contents = _contents(t)
-    contents[region] = {
-        key: (np.add.reduceat(vals, k[:-1]), np.add.reduceat(var, k[:-1]))
-        for key, (vals, var) in contents[region].items()
-    }
-    return _rebuilt(t, contents, edges={region: edges[k]})
-
-
-def merge_low_stat(
-    t: Templates, max_rel_error: float = 0.2, samples: Sequence[str] | None = None
-) -> Templates:
-    """New templates whose bins are merged until the nominal total of ``samples`` (default:
-    every sample) has a relative statistical error <= ``max_rel_error`` in every bin."""
-    out = t
-    for r in t.regions:
-        names = [s for s in t.samples(r) if samples is None or s in samples]
-        if not names:
-            continue
-        vals = sum(t.values(r, s) for s in names)
-        var = sum(t.variances(r, s) for s in names)
-        keep = merge_plan(np.asarray(vals), np.asarray(var), max_rel_error)
-        if len(keep) != len(t.edges(r)):
-            out = rebin(out, r, keep)
-    return out

@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
+from . import hygiene
 from . import templates as tpl
 from .exceptions import TemplateError, WorkspaceError
 from .templates import Templates
@@ -174,16 +175,16 @@ def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
     with ``negative="error"``, or a bin where the summed nominal of all samples is zero.
     """
     if config.systematics is not None:
-        t = tpl.select_systematics(t, config.systematics)
+        t = hygiene.select_systematics(t, config.systematics)
     exclude = [config.data_sample] if config.data_sample else []
-    tpl.check(t, exclude=exclude)
+    hygiene.check(t, exclude=exclude)
     if config.merge_rel_stat is not None:
         samples = sorted({s for r in t.regions for s in _fit_samples(t, r, config)})
-        t = tpl.merge_low_stat(t, config.merge_rel_stat, samples=samples)
+        t = hygiene.merge_low_stat(t, config.merge_rel_stat, samples=samples)
     if config.symmetrize:
-        t = tpl.symmetrize(t)
+        t = hygiene.symmetrize(t)
     if config.smooth:
-        t = tpl.smooth(t, passes=config.smooth_passes)
+        t = hygiene.smooth(t, passes=config.smooth_passes)
     negative = [
         f"{r}_{s}_{v} bins {np.nonzero(t.values(r, s, v) < 0)[0].tolist()}"
         for r, s, v in t.cells()
@@ -192,8 +193,8 @@ def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
     if negative:
         if config.negative == "error":
             raise TemplateError(f"negative yields in {'; '.join(negative)}")
-        t = tpl.clip_negative(t, exclude=exclude)
-    tpl.check(t, exclude=exclude)
+        t = hygiene.clip_negative(t, exclude=exclude)
+    hygiene.check(t, exclude=exclude)
     for r in t.regions:
         samples = _fit_samples(t, r, config)
         if not samples:

@@ -13,7 +13,7 @@ import numpy as np
 import pyhf
 import pytest
 
-from hepsafe import cli, fits, limits, stats
+from hepsafe import cli, fits, limits, stats, templates_io
 from hepsafe import templates as T
 from hepsafe import workspace as W
 from hepsafe.exceptions import TemplateError, TemplateWarning, WorkspaceError
@@ -370,7 +370,7 @@ def test_data_sample_used_as_observations() -> None:
 
 # ------------------------------------------------------------------ command line
 def test_cli_fit(tmpl: T.Templates, tmp_path, capsys) -> None:
-    path = T.write_templates(tmpl, tmp_path / "templates.root")
+    path = templates_io.write_templates(tmpl, tmp_path / "templates.root")
     out = tmp_path / "out"
     args = [
         "fit",
@@ -393,7 +393,7 @@ def test_cli_fit(tmpl: T.Templates, tmp_path, capsys) -> None:
     assert cli.main(args) == 2  # outputs exist, no --force
     user = tmp_path / "user.json"
     user.write_text(json.dumps(_user_workspace(tmpl)))
-    low = T.write_templates(_lowpt(tmpl), tmp_path / "low.json")
+    low = templates_io.write_templates(_lowpt(tmpl), tmp_path / "low.json")
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(PATCH_CONFIG.to_dict()))
     rc = cli.main(

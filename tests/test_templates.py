@@ -12,6 +12,7 @@ import uproot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hepsafe import hygiene, templates_io
 from hepsafe import templates as T
 from hepsafe.exceptions import TemplateError, TemplateWarning
 from hepsafe.jets import JetBatch
@@ -99,7 +100,7 @@ def test_yields_table(tmpl: T.Templates, sample: JetBatch) -> None:
 
 # ------------------------------------------------------------------ I/O
 def test_root_round_trip_exact_with_cabinetry_names(tmpl: T.Templates, tmp_path) -> None:
-    path = T.write_templates(tmpl, tmp_path / "t.root")
+    path = templates_io.write_templates(tmpl, tmp_path / "t.root")
     with uproot.open(path) as f:
         names = set(f.keys(cycle=False))
         assert "lowpt_W_nominal" in names and "highpt_QCD_tilt_down" in names
@@ -107,15 +108,15 @@ def test_root_round_trip_exact_with_cabinetry_names(tmpl: T.Templates, tmp_path)
         h = f["lowpt_W_tilt_up"]
         assert np.array_equal(h.values(), tmpl.values("lowpt", "W", "tilt_up"))
         assert np.array_equal(h.variances(), tmpl.variances("lowpt", "W", "tilt_up"))
-    _assert_same(tmpl, T.read_templates(path))
+    _assert_same(tmpl, templates_io.read_templates(path))
     assert [p.name for p in tmp_path.iterdir()] == ["t.root"]  # no temporary left
 
 
 def test_json_round_trip_exact(tmpl: T.Templates, tmp_path) -> None:
-    path = T.write_templates(tmpl, tmp_path / "t.json")
+    path = templates_io.write_templates(tmpl, tmp_path / "t.json")
     d = json.loads(path.read_text())
     assert d["format"] == "hepsafe-templates/1"
-    _assert_same(tmpl, T.read_templates(path))
+    _assert_same(tmpl, templates_io.read_templates(path))
 
 
 def test_foreign_root_file_read_by_name(tmpl: T.Templates, tmp_path) -> None:
@@ -124,15 +125,15 @@ def test_foreign_root_file_read_by_name(tmpl: T.Templates, tmp_path) -> None:
         for r, s, v in tmpl.cells():
             f[f"{r}_{s}_{v}"] = tmpl.hist1d(r, s, v)
     with pytest.raises(TemplateError, match="region and sample names"):
-        T.read_root_templates(path)
-    back = T.read_root_templates(path, regions=["lowpt", "highpt"], samples=["W", "QCD"])
+        templates_io.read_root_templates(path)
+    back = templates_io.read_root_templates(path, regions=["lowpt", "highpt"], samples=["W", "QCD"])
     assert list(back.cells()) == list(tmpl.cells())
     for c in tmpl.cells():
         assert np.array_equal(back.values(*c), tmpl.values(*c))
 
 
 def test_write_failure_leaves_old_file(tmpl: T.Templates, tmp_path) -> None:
-    path = T.write_templates(tmpl, tmp_path / "t.json")
+    path = templates_io.write_templates(tmpl, tmp_path / "t.json")
     before = path.read_bytes()
 
     class Boom(T.Templates):
@@ -141,7 +142,7 @@ def test_write_failure_leaves_old_file(tmpl: T.Templates, tmp_path) -> None:
 
     bad = Boom(tmpl.hists)
     with pytest.raises(RuntimeError):
-        T.write_root_templates(bad, tmp_path / "t.json")
+        templates_io.write_root_templates(bad, tmp_path / "t.json")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]
 
@@ -167,7 +168,7 @@ def test_binning_mismatch_in_root_file(tmp_path) -> None:
         f["SR_W_nominal"] = nom
         f["SR_W_jes_up"] = var
     with pytest.raises(TemplateError, match="SR_W_jes_up.*SR_W_nominal"):
-        T.read_root_templates(path, regions=["SR"], samples=["W"])
+        templates_io.read_root_templates(path, regions=["SR"], samples=["W"])
 
 
 def test_missing_nominal() -> None:
@@ -177,7 +178,7 @@ def test_missing_nominal() -> None:
     h = T.fill(T.book(e), np.array([0.5]), "W", "jes_up")
     h = T.fill(h, np.array([0.5]), "B")
     with pytest.raises(TemplateError, match="missing nominal.*SR_W_nominal"):
-        T.check(T.Templates({"SR": h}))
+        hygiene.check(T.Templates({"SR": h}))
 
 
 def test_zero_and_negative_yields() -> None:
@@ -190,9 +191,9 @@ def test_zero_and_negative_yields() -> None:
         }
     )
     with pytest.raises(TemplateError, match="SR_W_nominal has total yield 0"):
-        T.check(t)
+        hygiene.check(t)
     with pytest.warns(TemplateWarning, match=r"SR_W_nominal bins \[1\].*SR_B_jes_up bins \[0\]"):
-        clipped = T.clip_negative(t)
+        clipped = hygiene.clip_negative(t)
     assert clipped.values("SR", "W").tolist() == [1.0, 0.0]
     assert t.values("SR", "W").tolist() == [1.0, -1.0]  # input untouched
 
@@ -200,21 +201,21 @@ def test_zero_and_negative_yields() -> None:
 def test_names_and_schema_errors(tmpl: T.Templates) -> None:
     with pytest.raises(TemplateError, match="region name"):
         T.Templates({"bad region": tmpl.hists["lowpt"]})
-    d = T.to_dict(tmpl)
+    d = templates_io.to_dict(tmpl)
     d["regions"][0]["edges"] = "oops"
     with pytest.raises(TemplateError, match="regions/0/edges"):
-        T.from_dict(d)
-    d = T.to_dict(tmpl)
+        templates_io.from_dict(d)
+    d = templates_io.to_dict(tmpl)
     d["regions"][0]["cells"][0]["values"] = [1.0, 2.0]
     with pytest.raises(TemplateError, match="binning differs"):
-        T.from_dict(d)
+        templates_io.from_dict(d)
     with pytest.raises(TemplateError, match="no template lowpt_QCD_wnorm_up"):
         tmpl.values("lowpt", "QCD", "wnorm_up")
 
 
 # ------------------------------------------------------------------ hygiene
 def test_symmetrize_one_sided(tmpl: T.Templates) -> None:
-    sym = T.symmetrize(tmpl)
+    sym = hygiene.symmetrize(tmpl)
     nom = tmpl.values("lowpt", "W")
     up = tmpl.values("lowpt", "W", "wnorm_up")
     assert np.allclose(sym.values("lowpt", "W", "wnorm_down"), 2 * nom - up)
@@ -232,18 +233,18 @@ def test_symmetrize_one_sided(tmpl: T.Templates) -> None:
 
 
 def test_smooth_keeps_totals_and_flat_ratios(tmpl: T.Templates) -> None:
-    sm = T.smooth(tmpl, passes=2)
+    sm = hygiene.smooth(tmpl, passes=2)
     for r, s, v in tmpl.cells():
         assert sm.values(r, s, v).sum() == pytest.approx(tmpl.values(r, s, v).sum())
     # a flat 10% normalisation change stays flat
     assert np.allclose(sm.values("lowpt", "W", "wnorm_up"), tmpl.values("lowpt", "W", "wnorm_up"))
     noisy = np.array([10.0, 14.0, 8.0, 13.0, 9.0])
-    out = T.smooth_ratio(np.full(5, 10.0), noisy)
+    out = hygiene.smooth_ratio(np.full(5, 10.0), noisy)
     assert np.std(out) < np.std(noisy) and out.sum() == pytest.approx(noisy.sum())
 
 
 def test_merge_low_stat(tmpl: T.Templates) -> None:
-    merged = T.merge_low_stat(tmpl, max_rel_error=0.05)
+    merged = hygiene.merge_low_stat(tmpl, max_rel_error=0.05)
     for r in merged.regions:
         assert len(merged.edges(r)) < len(tmpl.edges(r))
         assert set(merged.edges(r)) <= set(tmpl.edges(r))
@@ -262,7 +263,7 @@ def test_merge_low_stat(tmpl: T.Templates) -> None:
 )
 def test_merge_plan_properties(values: list[float], thr: float) -> None:
     v = np.array(values)
-    keep = T.merge_plan(v, v, thr)  # Poisson-like: variance = value
+    keep = hygiene.merge_plan(v, v, thr)  # Poisson-like: variance = value
     assert keep[0] == 0 and keep[-1] == len(v) and np.all(np.diff(keep) > 0)
     groups = np.add.reduceat(v, keep[:-1])
     assert groups.sum() == pytest.approx(v.sum())

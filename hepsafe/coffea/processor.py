@@ -89,7 +89,7 @@ def canonical(h: hist.Hist, variations: list[str] | None = None) -> hist.Hist:
     have = [str(v) for v in h.axes[2]]
     order = [v for v in (variations or []) if v in have] + [
         v for v in have if v not in (variations or [])]
-    out = T._new_hist(np.asarray(h.axes[0].edges), str(h.axes[0].name), str(h.axes[0].label),
+    out = T.new_hist(np.asarray(h.axes[0].edges), str(h.axes[0].name), str(h.axes[0].label),
                       samples, order)
     src = h.view(flow=False)
     dst = out.view(flow=False)

@@ -215,7 +215,7 @@ class AdversarialSystematics:
     def book(self, samples: Sequence[str] = ()) -> hist.Hist:
         """An empty template histogram: observable x sample x variation (Weight storage),
         with ``samples`` and every variation of :attr:`variations` booked in order."""
-        return T._new_hist(self.edges, self.observable, self.label, list(samples),
+        return T.new_hist(self.edges, self.observable, self.label, list(samples),
                            self.variations)
 
     def book_dask(self, samples: Sequence[str] = ()) -> Any:
