@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output-dir", required=True,
                    help="directory for workspace.json, patch.json, fit.json, fit.txt")
     f.add_argument("--workspace", help="user's pyhf workspace: write a patch adding the variations")
-    f.add_argument("--config", help="JSON configuration (hepsafe.workspace.CONFIG_SCHEMA)")
+    f.add_argument("--config", help="JSON configuration (schemas/workspace_config.schema.json)")
     f.add_argument("--signal", nargs="+", default=None, help="signal sample(s) scaled by the POI")
     f.add_argument("--lumi", type=float, default=None, help="relative luminosity uncertainty")
     f.add_argument("--asimov", action="store_true", help="fit the Asimov data set at POI = 1")

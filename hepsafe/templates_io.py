@@ -13,59 +13,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 
 from .exceptions import TemplateError
 from .io import atomic_path, write_json
+from .schemas import validate
 from .templates import Cell, Templates, check_edges, check_name, from_arrays, new_hist
 
 FORMAT = "hepsafe-templates/1"
 #: name of the TObjString that describes the axes inside a templates ROOT file
 ROOT_META_KEY = "hepsafe_templates"
-
-#: JSON schema of the templates file (validated when reading)
-TEMPLATES_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["format", "regions"],
-    "properties": {
-        "format": {"const": FORMAT},
-        "regions": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name", "observable", "edges", "samples", "variations", "cells"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "observable": {"type": "string"},
-                    "label": {"type": ["string", "null"]},
-                    "edges": {"type": "array", "items": {"type": "number"}, "minItems": 2},
-                    "samples": {"type": "array", "items": {"type": "string"}},
-                    "variations": {"type": "array", "items": {"type": "string"}},
-                    "cells": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["sample", "variation", "values", "variances"],
-                            "properties": {
-                                "sample": {"type": "string"},
-                                "variation": {"type": "string"},
-                                "values": {"type": "array", "items": {"type": "number"}},
-                                "variances": {"type": "array", "items": {"type": "number"}},
-                            },
-                            "additionalProperties": False,
-                        },
-                    },
-                },
-                "additionalProperties": False,
-            },
-        },
-    },
-    "additionalProperties": False,
-}
-
 
 
 # --------------------------------------------------------------------------- JSON
@@ -99,14 +56,7 @@ def to_dict(t: Templates) -> dict[str, Any]:
 
 def from_dict(d: Mapping[str, Any], source: str = "templates") -> Templates:
     """Templates from a dict of format ``hepsafe-templates/1`` (validated first)."""
-    errors = sorted(
-        jsonschema.Draft202012Validator(TEMPLATES_SCHEMA).iter_errors(d),
-        key=lambda e: list(e.absolute_path),
-    )
-    if errors:
-        e = errors[0]
-        key = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise TemplateError(f"{source}: key '{key}': {e.message}")
+    validate(d, "templates", what=source, error=TemplateError)
     hists = {}
     for rd in d["regions"]:
         region = check_name(rd["name"], "region")

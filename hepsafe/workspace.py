@@ -18,44 +18,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 
 from . import hygiene
 from . import templates as tpl
 from .exceptions import TemplateError, WorkspaceError
+from .schemas import validate
 from .templates import Templates
 
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 _DECORRELATE = ("sample", "region", "sample+region")
-
-#: JSON schema of a workspace configuration file (``hepsafe fit --config``)
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "properties": {
-        "signal": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "poi": {"type": "string", "minLength": 1},
-        "poi_bounds": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-        "staterror": {"type": "boolean"},
-        "lumi": {"type": ["number", "null"], "exclusiveMinimum": 0},
-        "data_sample": {"type": ["string", "null"]},
-        "systematics": {"type": ["array", "null"], "items": {"type": "string"}},
-        "decorrelate": {
-            "type": "object",
-            "additionalProperties": {"enum": list(_DECORRELATE)},
-        },
-        "symmetrize": {"type": "boolean"},
-        "smooth": {"type": "boolean"},
-        "smooth_passes": {"type": "integer", "minimum": 1},
-        "merge_rel_stat": {"type": ["number", "null"], "exclusiveMinimum": 0},
-        "negative": {"enum": ["clip", "error"]},
-        "measurement": {"type": "string", "minLength": 1},
-        "channels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "samples": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-    "additionalProperties": False,
-}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -109,15 +81,9 @@ class WorkspaceConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> WorkspaceConfig:
-        """A configuration from a JSON-like dict (validated against ``CONFIG_SCHEMA``)."""
-        errors = sorted(
-            jsonschema.Draft202012Validator(CONFIG_SCHEMA).iter_errors(d),
-            key=lambda e: list(e.absolute_path),
-        )
-        if errors:
-            e = errors[0]
-            key = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-            raise WorkspaceError(f"{source}: key '{key}': {e.message}")
+        """A configuration from a JSON-like dict (validated against
+        ``schemas/workspace_config.schema.json``)."""
+        validate(d, "workspace_config", what=source, error=WorkspaceError)
         kw: dict[str, Any] = dict(d)
         for k in ("signal", "poi_bounds", "systematics"):
             if kw.get(k) is not None:
