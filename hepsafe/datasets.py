@@ -13,7 +13,6 @@ import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from .exceptions import ConfigError, InputError
 from .io import sha256sum, write_json
 from .jets import CLASS_NAMES, JetBatch, read_root, write_root
+from .versions import package_versions
 
 DATA_DIR = Path(__file__).parent / "data"
 SAMPLE_FILE = DATA_DIR / "sample.root"
@@ -371,16 +371,6 @@ def _run_block(args: tuple[str, int, int, int, GenConfig]) -> JetBatch:
     return generate_block(*args)
 
 
-def _package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("hepsafe", "pythia8mc", "fastjet", "numpy", "awkward", "uproot"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def generate(
     output: str | os.PathLike[str],
     n_qcd: int = 10_000,
@@ -450,7 +440,9 @@ def generate(
         },
         "command": " ".join(command) if command else None,
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "versions": _package_versions(),
+        "versions": package_versions(
+            ("hepsafe", "pythia8mc", "fastjet", "numpy", "awkward", "uproot")
+        ),
         "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
         "license": "CC-BY-4.0",
     }

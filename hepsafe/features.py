@@ -67,21 +67,31 @@ class Namespace:
         raise NotImplementedError
 
 
+#: the array functions the features call, by numpy name -> torch name; every namespace has
+#: them as attributes under the numpy name
+_FUNCTIONS = {
+    "where": "where",
+    "log": "log",
+    "sqrt": "sqrt",
+    "sin": "sin",
+    "cos": "cos",
+    "sinh": "sinh",
+    "arcsinh": "asinh",
+    "arctan2": "atan2",
+    "floor": "floor",
+    "matmul": "matmul",
+}
+
+
 class _NumpyNamespace(Namespace):
     name = "numpy"
     float64 = np.float64
     float32 = np.float32
     bool_ = np.bool_
-    where = staticmethod(np.where)
-    log = staticmethod(np.log)
-    sqrt = staticmethod(np.sqrt)
-    sin = staticmethod(np.sin)
-    cos = staticmethod(np.cos)
-    sinh = staticmethod(np.sinh)
-    arcsinh = staticmethod(np.arcsinh)
-    arctan2 = staticmethod(np.arctan2)
-    floor = staticmethod(np.floor)
-    matmul = staticmethod(np.matmul)
+
+    def __init__(self) -> None:
+        for name in _FUNCTIONS:
+            setattr(self, name, getattr(np, name))
 
     def asarray(self, x: Any) -> np.ndarray:
         return np.asarray(x)
@@ -121,18 +131,8 @@ class _TorchNamespace(Namespace):
         self.float64 = torch.float64
         self.float32 = torch.float32
         self.bool_ = torch.bool
-        self.log = torch.log
-        self.sqrt = torch.sqrt
-        self.sin = torch.sin
-        self.cos = torch.cos
-        self.sinh = torch.sinh
-        self.arcsinh = torch.asinh
-        self.arctan2 = torch.atan2
-        self.floor = torch.floor
-        self.matmul = torch.matmul
-
-    def where(self, cond: Any, a: Any, b: Any) -> Any:
-        return self._t.where(cond, a, b)
+        for name, torch_name in _FUNCTIONS.items():
+            setattr(self, name, getattr(torch, torch_name))
 
     def asarray(self, x: Any) -> Any:
         return self._t.as_tensor(x)

@@ -1,4 +1,5 @@
-"""Atomic output: every file hepsafe writes appears whole or not at all."""
+"""Files: atomic output (every file hepsafe writes appears whole or not at all), checked
+input (a missing or unreadable file raises the caller's error, naming the file), checksums."""
 
 from __future__ import annotations
 
@@ -47,6 +48,38 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    error: type[Exception],
+    where: str | None = None,
+    missing: str = "no such file",
+) -> Any:
+    """The parsed JSON file ``path``; raise ``error`` naming it (``where``, default the path)
+    when it does not exist (``"{where}: {missing}"``) or is not valid JSON."""
+    p = Path(path)
+    where = str(path) if where is None else where
+    if not p.exists():
+        raise error(f"{where}: {missing}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc})") from exc
+
+
+def open_root(path: str | os.PathLike[str], error: type[Exception]) -> Any:
+    """The ROOT file ``path`` opened with uproot (the caller closes it); raise ``error``
+    naming the file when it does not exist or cannot be read."""
+    import uproot
+
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{path}: no such file")
+    try:
+        return uproot.open(p)
+    except Exception as exc:  # uproot raises many kinds on a corrupt file
+        raise error(f"{path}: not a readable ROOT file ({exc})") from exc
 
 
 def sha256sum(path: str | os.PathLike[str]) -> str:

@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 
 from .exceptions import InputError
-from .io import atomic_path
+from .io import atomic_path, open_root
 
 TREE = "jets"
 #: jet-level branches of the format, with their on-disk dtypes
@@ -265,15 +265,7 @@ def _batch_from_arrays(arrays: ak.Array, path: str, entry_start: int) -> JetBatc
 
 
 def _open_tree(path: str | os.PathLike[str], treename: str) -> tuple[Any, Any]:
-    import uproot
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        f = uproot.open(p)
-    except Exception as exc:  # uproot raises many kinds on a corrupt file
-        raise InputError(f"{path}: not a readable ROOT file ({exc})") from exc
+    f = open_root(path, InputError)
     if treename not in f:
         f.close()
         raise InputError(f"{path}: no tree '{treename}' (keys: {list(f.keys())})")

@@ -486,6 +486,23 @@ def _free(d, b, x):
 
 
 @nb.njit(**_INLINE)
+def _gram(w, i, f0, f1, f2, gm0, gm1, gm2, gp0, gp2):
+    """One constituent's terms of the Gram matrix of the gradients gm (jet m^2) and gp (jet
+    pT) into rows _A.._A+2 (a11, a12, a22), coordinate k counted when its flag fk is 1.0."""
+    w[_A, i] = f0 * gm0 * gm0 + f1 * gm1 * gm1 + f2 * gm2 * gm2
+    w[_A + 1, i] = f0 * gm0 * gp0 + f2 * gm2 * gp2
+    w[_A + 2, i] = f0 * gp0 * gp0 + f2 * gp2 * gp2
+
+
+@nb.njit(**_INLINE)
+def _moved(d, b, du, x):
+    """Coordinate ``d`` (bound ``b``) moved by ``du`` bounds and clipped to [-b, b], or left
+    at ``d`` when it is not free to move along the first-pass step ``x`` (see _free)."""
+    u = min(max(d / b + du, -1.0), 1.0) * b
+    return u if _free(d, b, x) != 0.0 else d
+
+
+@nb.njit(**_INLINE)
 def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
     """One Gauss-Newton step for the jet [lo, hi) in the envelope-normalised coordinates
     u = delta / bound: change the jet mass squared by ``rm`` [GeV^2] and the jet pT by ``rp``
@@ -516,9 +533,7 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
         w[_GP0, i] = gp0
         w[_GP2, i] = gp2
         # pass 1: every coordinate is free (a zero bound has a zero gradient)
-        w[_A, i] = gm0 * gm0 + gm1 * gm1 + gm2 * gm2
-        w[_A + 1, i] = gm0 * gp0 + gm2 * gp2
-        w[_A + 2, i] = gp0 * gp0 + gp2 * gp2
+        _gram(w, i, 1.0, 1.0, 1.0, gm0, gm1, gm2, gp0, gp2)
     a11, a12, a22 = _sum3(lo, hi, base, w, _A)
     a, c = _solve(a11, a12, a22, use_m, use_pt, rm, rp)
     if a == 0.0 and c == 0.0:
@@ -530,9 +545,7 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
         f0 = _free(w[_D0, i], w[_B0, i], a * gm0 + c * gp0)
         f1 = _free(w[_D1, i], w[_B1, i], a * gm1)
         f2 = _free(w[_D2, i], w[_B2, i], a * gm2 + c * gp2)
-        w[_A, i] = f0 * gm0 * gm0 + f1 * gm1 * gm1 + f2 * gm2 * gm2
-        w[_A + 1, i] = f0 * gm0 * gp0 + f2 * gm2 * gp2
-        w[_A + 2, i] = f0 * gp0 * gp0 + f2 * gp2 * gp2
+        _gram(w, i, f0, f1, f2, gm0, gm1, gm2, gp0, gp2)
     a11, a12, a22 = _sum3(lo, hi, base, w, _A)
     a2, c2 = _solve(a11, a12, a22, use_m, use_pt, rm, rp)
     if a2 == 0.0 and c2 == 0.0:
@@ -540,15 +553,9 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
     for j in range(lo - base, hi - base):
         i = np.uint64(j)
         gm0, gm1, gm2, gp0, gp2 = w[_GM0, i], w[_GM1, i], w[_GM2, i], w[_GP0, i], w[_GP2, i]
-        d, b = w[_D0, i], w[_B0, i]
-        u = min(max(d / b + a2 * gm0 + c2 * gp0, -1.0), 1.0) * b
-        w[_D0, i] = u if _free(d, b, a * gm0 + c * gp0) != 0.0 else d
-        d, b = w[_D1, i], w[_B1, i]
-        u = min(max(d / b + a2 * gm1, -1.0), 1.0) * b
-        w[_D1, i] = u if _free(d, b, a * gm1) != 0.0 else d
-        d, b = w[_D2, i], w[_B2, i]
-        u = min(max(d / b + a2 * gm2 + c2 * gp2, -1.0), 1.0) * b
-        w[_D2, i] = u if _free(d, b, a * gm2 + c * gp2) != 0.0 else d
+        w[_D0, i] = _moved(w[_D0, i], w[_B0, i], a2 * gm0 + c2 * gp0, a * gm0 + c * gp0)
+        w[_D1, i] = _moved(w[_D1, i], w[_B1, i], a2 * gm1, a * gm1)
+        w[_D2, i] = _moved(w[_D2, i], w[_B2, i], a2 * gm2 + c2 * gp2, a * gm2 + c * gp2)
     return True
 
 

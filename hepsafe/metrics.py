@@ -78,6 +78,27 @@ def _fraction(eff: float, name: str) -> float:
     return e
 
 
+def _sig_bkg(
+    scores_sig: Any, scores_bkg: Any, weights_sig: Any, weights_bkg: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked signal and background scores and their weights (default 1)."""
+    ss = _scores(scores_sig, "scores_sig")
+    sb = _scores(scores_bkg, "scores_bkg")
+    ws = _weights(weights_sig, len(ss), "weights_sig")
+    wb = _weights(weights_bkg, len(sb), "weights_bkg")
+    return ss, sb, ws, wb
+
+
+def _rejection(eps_b: float) -> float:
+    """1/eps_B, ``inf`` when no background passes."""
+    return math.inf if eps_b <= 0 else 1.0 / eps_b
+
+
+def _sic(eps_s: float, eps_b: float) -> float:
+    """eps_S/sqrt(eps_B), ``inf`` when no background passes."""
+    return math.inf if eps_b <= 0 else eps_s / math.sqrt(eps_b)
+
+
 # --------------------------------------------------------------------------- efficiencies
 def efficiency(scores: Any, threshold: float, weights: Any = None) -> float:
     """Weighted fraction of jets with ``score >= threshold`` (a number in [0, 1])."""
@@ -135,10 +156,7 @@ def roc_curve(
     Tied scores (within or across classes) form a single point, so the curve joins
     the points before and after a tie by a straight segment.
     """
-    ss = _scores(scores_sig, "scores_sig")
-    sb = _scores(scores_bkg, "scores_bkg")
-    ws = _weights(weights_sig, len(ss), "weights_sig")
-    wb = _weights(weights_bkg, len(sb), "weights_bkg")
+    ss, sb, ws, wb = _sig_bkg(scores_sig, scores_bkg, weights_sig, weights_bkg)
     values, inv = np.unique(np.concatenate([ss, sb]), return_inverse=True)
     n = len(values)
     # weight per distinct score value, highest score first
@@ -180,6 +198,14 @@ def eps_b_at(roc: RocCurve, eps_s: float | np.ndarray) -> np.ndarray:
     return np.where(target <= 0, 0.0, out)
 
 
+def _interpolated(
+    scores_sig: Any, scores_bkg: Any, eff_sig: float, weights_sig: Any, weights_bkg: Any
+) -> tuple[float, float]:
+    """``(eps_s, eps_b)`` at signal efficiency ``eff_sig``, eps_B interpolated on the ROC."""
+    e = _fraction(eff_sig, "eff_sig")
+    return e, float(eps_b_at(roc_curve(scores_sig, scores_bkg, weights_sig, weights_bkg), e))
+
+
 def rejection_at_efficiency(
     scores_sig: Any,
     scores_bkg: Any,
@@ -191,9 +217,8 @@ def rejection_at_efficiency(
 
     ``inf`` when no background passes at that signal efficiency.
     """
-    e = _fraction(eff_sig, "eff_sig")
-    b = float(eps_b_at(roc_curve(scores_sig, scores_bkg, weights_sig, weights_bkg), e))
-    return math.inf if b <= 0 else 1.0 / b
+    _, b = _interpolated(scores_sig, scores_bkg, eff_sig, weights_sig, weights_bkg)
+    return _rejection(b)
 
 
 def sic_at_efficiency(
@@ -208,9 +233,7 @@ def sic_at_efficiency(
     eps_B is interpolated on the ROC curve as in :func:`rejection_at_efficiency`; ``inf``
     when no background passes.
     """
-    e = _fraction(eff_sig, "eff_sig")
-    b = float(eps_b_at(roc_curve(scores_sig, scores_bkg, weights_sig, weights_bkg), e))
-    return math.inf if b <= 0 else e / math.sqrt(b)
+    return _sic(*_interpolated(scores_sig, scores_bkg, eff_sig, weights_sig, weights_bkg))
 
 
 def sic_curve(roc: RocCurve, min_eps_b: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -270,10 +293,7 @@ def working_point(
     The threshold is :func:`threshold_at_efficiency` on the signal; apply it to any other
     selection with :func:`efficiency`.
     """
-    ss = _scores(scores_sig, "scores_sig")
-    sb = _scores(scores_bkg, "scores_bkg")
-    ws = _weights(weights_sig, len(ss), "weights_sig")
-    wb = _weights(weights_bkg, len(sb), "weights_bkg")
+    ss, sb, ws, wb = _sig_bkg(scores_sig, scores_bkg, weights_sig, weights_bkg)
     t = threshold_at_efficiency(ss, _fraction(eff_sig, "eff_sig"), ws)
     es = float(ws[ss >= t].sum() / ws.sum())
     eb = float(wb[sb >= t].sum() / wb.sum())
@@ -282,8 +302,8 @@ def working_point(
         threshold=t,
         eps_s=es,
         eps_b=eb,
-        rejection=math.inf if eb <= 0 else 1.0 / eb,
-        sic=math.inf if eb <= 0 else es / math.sqrt(eb),
+        rejection=_rejection(eb),
+        sic=_sic(es, eb),
     )
 
 
@@ -466,8 +486,8 @@ def sweep(
             "eps": e,
             "auc": roc.auc(),
             "threshold": threshold_at_efficiency(ss, e_sig, ws),
-            "rejection": math.inf if b <= 0 else 1.0 / b,
-            "sic": math.inf if b <= 0 else e_sig / math.sqrt(b),
+            "rejection": _rejection(b),
+            "sic": _sic(e_sig, b),
             "max_sic": max_sic(roc, min_eps_b)[0],
             "eps_s_at_ref_cut": math.nan,
             "eps_b_at_ref_cut": math.nan,

@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 
 from .exceptions import InputError
+from .io import open_root
 from .jets import JetBatch
 
 COLLECTIONS = ("FatJet", "Jet")
@@ -139,16 +140,7 @@ def read_pfnano(
     entry_stop: int | None = None,
 ) -> JetBatch:
     """Read events ``[entry_start, entry_stop)`` of a PFNano file as a JetBatch of its jets."""
-    import uproot
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        f = uproot.open(p)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable ROOT file ({exc})") from exc
-    with f:
+    with open_root(path, InputError) as f:
         if tree not in f:
             raise InputError(f"{path}: no tree '{tree}' (keys: {list(f.keys())})")
         t = f[tree]

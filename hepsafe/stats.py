@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from .io import write_json, write_text
 from .limits import significance, upper_limit
 from .report_tables import format_table
 from .templates import Templates
+from .versions import package_versions
 from .workspace import (
     MODIFIER_SETTINGS,
     WorkspaceConfig,
@@ -88,19 +88,9 @@ def fit_report(
         "impacts": impacts(model, data, full),
         "significance": significance(model, data),
         "upper_limit": upper_limit(model, data, level) if limit else None,
-        "versions": _versions(),
+        "versions": package_versions(("hepsafe", "pyhf", "iminuit", "numpy"), python=False),
     }
     return report
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("hepsafe", "pyhf", "iminuit", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -16,7 +16,6 @@ to torch by onnx2torch (:meth:`OnnxTagger.as_torch`).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ import numpy as np
 
 from . import features as F
 from .exceptions import CardError, ConversionError, InputError, ModelError
-from .io import sha256sum
+from .io import read_json, sha256sum
 from .jets import JetBatch
 from .schemas import validate
 
@@ -112,15 +111,9 @@ def load_card(card: str | os.PathLike[str] | Mapping[str, Any], where: str = "")
         data = dict(card)
         where = where or "model card"
     else:
-        p = Path(card)
-        where = where or f"model card {p}"
-        if not p.exists():
-            raise CardError(f"{where}: no such file (a tagger needs its JSON card beside the "
-                            "ONNX file, same stem)")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise CardError(f"{where}: not valid JSON ({exc})") from exc
+        where = where or f"model card {Path(card)}"
+        data = read_json(card, CardError, where, missing="no such file (a tagger needs its JSON "
+                         "card beside the ONNX file, same stem)")
     validate(data, "tagger", what=where, error=CardError)
     _check_card_semantics(data, where)
     return data

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import TemplateError
-from .io import atomic_path, write_json
+from .io import atomic_path, open_root, read_json, write_json
 from .schemas import validate
 from .templates import Cell, Templates, check_edges, check_name, from_arrays, new_hist
 
@@ -91,14 +91,7 @@ def write_json_templates(t: Templates, path: str | os.PathLike[str]) -> Path:
 
 def read_json_templates(path: str | os.PathLike[str]) -> Templates:
     """Read templates written by :func:`write_json_templates`."""
-    p = Path(path)
-    if not p.exists():
-        raise TemplateError(f"{path}: no such file")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise TemplateError(f"{path}: not valid JSON ({exc})") from exc
-    return from_dict(d, source=str(path))
+    return from_dict(read_json(path, TemplateError), source=str(path))
 
 
 # --------------------------------------------------------------------------- ROOT
@@ -148,16 +141,7 @@ def read_root_templates(
     by name, ``{region}_{sample}_{variation}``, for the given ``regions`` and ``samples``
     (both needed then, since names may contain underscores).
     """
-    import uproot
-
-    p = Path(path)
-    if not p.exists():
-        raise TemplateError(f"{path}: no such file")
-    try:
-        f = uproot.open(p)
-    except Exception as exc:  # uproot raises many kinds on a corrupt file
-        raise TemplateError(f"{path}: not a readable ROOT file ({exc})") from exc
-    with f:
+    with open_root(path, TemplateError) as f:
         if ROOT_META_KEY in f:
             return _read_root_meta(f, str(path), json.loads(str(f[ROOT_META_KEY])))
         if not regions or not samples:

@@ -22,7 +22,6 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from . import features as F
 from .exceptions import ConfigError, ModelError
 from .io import atomic_path, sha256sum, write_json
 from .jets import CLASS_NAMES, JetBatch
+from .versions import package_versions
 
 __all__ = ["MODELS", "TrainConfig", "TrainResult", "default_config", "train", "train_reference"]
 
@@ -313,16 +313,6 @@ def _check_export(model: Any, net: Any, xs: list[np.ndarray]) -> float:
 
 
 # --------------------------------------------------------------------------- the card
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("hepsafe", "torch", "onnx", "onnxruntime", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: int,
           command: str | None) -> dict[str, Any]:
     dcard = datasets.sample_card()
@@ -368,7 +358,7 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
             "config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
             "loss": "binary cross-entropy, Adam, warm-up + cosine learning rate",
-            "versions": _versions(),
+            "versions": package_versions(("hepsafe", "torch", "onnx", "onnxruntime", "numpy")),
             "platform": f"{platform.system()} {platform.machine()}",
         },
         "license": "CC-BY-4.0",

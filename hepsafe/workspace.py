@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from . import hygiene
 from . import templates as tpl
 from .exceptions import TemplateError, WorkspaceError
+from .io import read_json
 from .schemas import validate
 from .templates import Templates
 
@@ -106,13 +106,7 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
     None applied on top (e.g. ``signal=["W"]``, ``lumi=0.017``); validated."""
     d: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise WorkspaceError(f"{path}: no such configuration file")
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{path}: not valid JSON ({exc})") from exc
+        d = read_json(path, WorkspaceError, missing="no such configuration file")
     d.update({k: v for k, v in overrides.items() if v is not None})
     return WorkspaceConfig.from_dict(d, source=str(path or "configuration"))
 
@@ -306,13 +300,7 @@ def validate_workspace(spec: Mapping[str, Any], what: str = "workspace") -> Any:
 
 def read_workspace(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a pyhf workspace JSON file."""
-    p = Path(path)
-    if not p.exists():
-        raise WorkspaceError(f"{path}: no such file")
-    try:
-        spec = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise WorkspaceError(f"{path}: not valid JSON ({exc})") from exc
+    spec = read_json(path, WorkspaceError)
     validate_workspace(spec, str(path))
     return spec
 

@@ -23,7 +23,6 @@ envelope, restore the preserved jet observables). This is the cheap per-chunk st
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,10 +33,10 @@ import numpy as np
 from .. import features as F
 from ..envelope import Envelope
 from ..exceptions import CardError, ConfigError, InputError, ModelError
-from ..io import sha256sum
+from ..io import read_json, sha256sum
 from ..jets import JetBatch
 from ..perturb import Perturbation, Perturber
-from ..tagger import OnnxTagger
+from ..tagger import OnnxTagger, card_path
 from .base import Attack, constituent_classes, padded_index, resolve_target
 
 __all__ = [
@@ -192,11 +191,6 @@ def graph_weights(model: Any) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- the card
-def card_path(model_path: str | os.PathLike[str]) -> Path:
-    """The card of an adversary ONNX file: same directory and stem, suffix ``.json``."""
-    return Path(model_path).with_suffix(".json")
-
-
 _CARD_KEYS: dict[str, type | tuple[type, ...]] = {
     "format": str, "name": str, "model": dict, "inputs": dict, "architecture": dict,
     "envelope": dict, "preserve": list, "target": str, "tagger": dict, "training": dict,
@@ -208,15 +202,9 @@ def load_adversary_card(card: str | os.PathLike[str] | Mapping[str, Any]) -> dic
     if isinstance(card, Mapping):
         doc, where = dict(card), "adversary card"
     else:
-        p = Path(card)
-        where = f"adversary card {p}"
-        if not p.exists():
-            raise CardError(f"{where}: no such file (the ONNX file needs its JSON card beside "
-                            "it, same stem)")
-        try:
-            doc = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise CardError(f"{where}: not valid JSON ({exc})") from exc
+        where = f"adversary card {Path(card)}"
+        doc = read_json(card, CardError, where, missing="no such file (the ONNX file needs its "
+                        "JSON card beside it, same stem)")
     for key, typ in _CARD_KEYS.items():
         if key not in doc:
             raise CardError(f"{where}: missing key '{key}'")

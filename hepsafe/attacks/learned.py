@@ -43,7 +43,6 @@ import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +55,9 @@ from ..exceptions import ConfigError, InputError, ModelError
 from ..io import atomic_path, sha256sum, write_json
 from ..jets import JetBatch
 from ..perturb import Perturber
-from ..tagger import OnnxTagger
+from ..tagger import OnnxTagger, card_path
 from ..validate import GateConfig, GateReport, Limits, gate
+from ..versions import package_versions
 from .adversary_onnx import (
     CARD_FORMAT,
     DEFAULT_FEATURES,
@@ -66,7 +66,6 @@ from .adversary_onnx import (
     AdversaryNetwork,
     adversary_inputs,
     build_graph,
-    card_path,
     graph_weights,
     load_adversary_card,
 )
@@ -286,16 +285,6 @@ def _load_weights(net: Any, w: Mapping[str, np.ndarray], where: str) -> None:
         put(layer.bias, f"head.{i}.bias")
     put(net.out.weight, "out.weight", True)
     put(net.out.bias, "out.bias")
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("hepsafe", "torch", "onnx", "onnxruntime", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 class LearnedAdversary(AdversaryNetwork):
@@ -684,7 +673,7 @@ class LearnedAdversary(AdversaryNetwork):
                 "history": self.history,
                 "command": command,
                 "platform": f"{platform.system()} {platform.machine()}",
-                "versions": _versions(),
+                "versions": package_versions(("hepsafe", "torch", "onnx", "onnxruntime", "numpy")),
             },
         }
 
