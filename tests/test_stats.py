@@ -429,4 +429,9 @@ def test_example_fit_variations_runs(tmp_path) -> None:
     section = (tmp_path / "results_section.md").read_text()
     assert section.startswith("## Nuisance parameters in the fit")
     rep = json.loads((tmp_path / "fit.json").read_text())
-    assert {r["name"] for r in rep["impacts"]} == {"escale", "smear", "tracking", "lumi"}
+    assert {r["name"] for r in rep["impacts"]} == {"escale", "smear", "tracking", "learned",
+                                                   "pgd", "lumi"}
+    sigma = {r["fit"]: r["sigma_mu"] for r in rep["mu"]}
+    # the adversarial nuisance parameter widens mu's uncertainty
+    assert sigma["only learned"] > sigma["no variations"] * 1.05
+    assert abs(next(r["mu"] for r in rep["mu"] if r["fit"] == "all variations") - 1) < 1e-3
