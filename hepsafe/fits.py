@@ -161,11 +161,13 @@ def nominal_values(model: Any, names: Sequence[str]) -> dict[str, float]:
 
 def _scalar_constrained(model: Any) -> list[str]:
     """Constrained one-component parameters (normsys, histosys, lumi, ...), POI excluded."""
+    labels = parameter_labels(model)
     out = []
     for name in model.config.par_order:
         ps = model.config.param_set(name)
         if name != model.config.poi_name and ps.n_parameters == 1 and ps.constrained:
-            out.append(str(name))
+            # the label, not the name: a one-bin staterror is labelled "staterror_X[0]"
+            out.append(labels[model.config.par_slice(name).start])
     return out
 
 

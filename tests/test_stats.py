@@ -435,3 +435,28 @@ def test_example_fit_variations_runs(tmp_path) -> None:
     # the adversarial nuisance parameter widens mu's uncertainty
     assert sigma["only learned"] > sigma["no variations"] * 1.05
     assert abs(next(r["mu"] for r in rep["mu"] if r["fit"] == "all variations") - 1) < 1e-3
+
+
+def test_impacts_of_a_one_bin_staterror() -> None:
+    """A one-bin region's staterror is labelled 'staterror_X[0]' by pyhf; impacts find it."""
+    import pyhf
+
+    from hepsafe import fits
+
+    spec = {
+        "channels": [{"name": "c", "samples": [
+            {"name": "s", "data": [5.0],
+             "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+            {"name": "b", "data": [50.0],
+             "modifiers": [{"name": "staterror_c", "type": "staterror", "data": [3.0]},
+                           {"name": "n", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]},
+        ]}],
+        "observations": [{"name": "c", "data": [55.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    ws = pyhf.Workspace(spec)
+    model, data = ws.model(), ws.data(ws.model())
+    rows = fits.impacts(model, data, fits.fit(model, data))
+    assert [r["name"] for r in rows] == ["n", "staterror_c[0]"]
+    assert all(r["up"] < 0 < r["down"] for r in rows)
