@@ -129,8 +129,8 @@ class LearnedShift:
                          for k, v in batch.items()}
             out.append(adv.padded_delta(batch)[:m])
         delta = flat_delta(np.concatenate(out), index, n_c)
-        applied, _ = perturber.project(delta)
-        return perturber.apply(applied).jets
+        # one pass of the kernels: clip to the envelope, restore jet pT and mass, build jets
+        return perturber.apply(delta).jets
 
 
 class AttackShift:
