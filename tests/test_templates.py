@@ -11,6 +11,7 @@ import pytest
 import uproot
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from template_helpers import mass_templates
 
 from hepsafe import hygiene, templates_io
 from hepsafe import templates as T
@@ -21,22 +22,8 @@ EDGES = np.linspace(40.0, 200.0, 7)  # jet mass [GeV], 6 bins
 
 
 def _mass_templates(jets: JetBatch) -> T.Templates:
-    """Jet-mass templates of W (signal) and QCD in two pT regions, with test variations made
-    by transparent reweighting: a mass tilt (two-sided) and a W normalisation (one-sided)."""
-    hists = {}
-    for region, sel in (("lowpt", jets.pt < 580), ("highpt", jets.pt >= 580)):
-        h = T.book(EDGES, observable="mass", label="jet mass [GeV]")
-        for label, name, scale in ((1, "W", 0.05), (0, "QCD", 1.0)):
-            m = jets.mass[sel & (jets.label == label)].astype(np.float64)
-            w = np.full(len(m), scale)
-            tilt = 0.1 * (m - 100.0) / 100.0
-            h = T.fill(h, m, name, weight=w)
-            h = T.fill(h, m, name, "tilt_up", weight=w * (1 + tilt))
-            h = T.fill(h, m, name, "tilt_down", weight=w * (1 - tilt))
-            if name == "W":
-                h = T.fill(h, m, name, "wnorm_up", weight=w * 1.1)
-        hists[region] = h
-    return T.Templates(hists)
+    """Shared jet-mass templates (tests/template_helpers.py)."""
+    return mass_templates(jets, EDGES)
 
 
 @pytest.fixture(scope="module")
