@@ -61,6 +61,12 @@ class Varied:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """Its label in the summary, gate and plots: ``name`` for an attack,
+        ``name_up``/``name_down`` for a variation."""
+        return self.name if self.kind == "attack" else f"{self.name}_{self.direction}"
+
 
 @dataclass
 class RunResult:
@@ -262,8 +268,6 @@ def run(
     t_start = time.perf_counter()
     seed = int(cfg["seed"])
     target = cfg.output
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; pass --force to replace it")
     tg = cfg["tagger"]
     tagger = OnnxTagger(
         tg["model"], card=tg.get("card"), providers=tg.get("providers", "auto"),
@@ -317,13 +321,12 @@ def run(
         gate_reports: dict[str, validate.GateReport] = {}
         with progress.step("control-region gate", max(len(varied), 1)) as adv:
             for v in varied:
-                key = v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
                 rep = validate.gate(
                     control.jets, v.jets[control.name], nominal[control.name],
                     v.scores[control.name], config=gate_cfg,
                 )
-                gate_reports[key] = rep
-                gates[key] = rep.to_dict()
+                gate_reports[v.key] = rep
+                gates[v.key] = rep.to_dict()
                 adv(1)
 
         # metrics at the working point of the first signal sample
@@ -334,11 +337,10 @@ def run(
         summary = [_metrics_row("nominal", "nominal", s0, bkg, nominal[s0.name],
                                 nominal[s0.name], b_nom, b_nom, thr)]
         for v in varied:
-            key = v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
-            row = _metrics_row(key, v.kind, s0, bkg, nominal[s0.name], v.scores[s0.name],
+            row = _metrics_row(v.key, v.kind, s0, bkg, nominal[s0.name], v.scores[s0.name],
                                np.concatenate([v.scores[b.name] for b in bkg]), b_nom, thr)
-            row["gate"] = "pass" if gate_reports[key].passed else "FAIL"
-            row["gate_failed"] = list(gate_reports[key].failed_variables)
+            row["gate"] = "pass" if gate_reports[v.key].passed else "FAIL"
+            row["gate_failed"] = list(gate_reports[v.key].failed_variables)
             summary.append(row)
         summary[0]["gate"] = "-"
 
@@ -377,10 +379,7 @@ def run(
                 out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name
             )
             provenance = make_provenance(cfg, samples, tagger, seed)
-            provenance["seconds"] = {
-                (v.name if v.kind == "attack" else f"{v.name}_{v.direction}"): round(v.seconds, 2)
-                for v in varied
-            }
+            provenance["seconds"] = {v.key: round(v.seconds, 2) for v in varied}
             write_json(out / "provenance.json", provenance)
             report.write_reports(out, cfg, summary, gate_reports, fitted.report, figures,
                                  provenance)

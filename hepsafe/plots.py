@@ -44,8 +44,12 @@ def _color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def _key(v: Any) -> str:
-    return v.name if v.kind == "attack" else f"{v.name}_{v.direction}"
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure; return its path."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+    return path
 
 
 def roc(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray],
@@ -56,7 +60,7 @@ def roc(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray
     bkg = [s for s in samples.values() if s.role == "background"]
     wb = np.concatenate([b.jets.weight for b in bkg])
     fig, ax = plt.subplots(figsize=(6, 5))
-    curves = [("nominal", nominal)] + [(_key(v), v.scores) for v in varied]
+    curves = [("nominal", nominal)] + [(v.key, v.scores) for v in varied]
     for i, (name, scores) in enumerate(curves):
         rc = metrics.roc_curve(scores[sig.name], np.concatenate([scores[b.name] for b in bkg]),
                                sig.jets.weight, wb)
@@ -67,10 +71,7 @@ def roc(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background rejection 1/eps_B")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def scores(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray],
@@ -86,17 +87,14 @@ def scores(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndar
                 color="0.8", label="nominal")
         for i, v in enumerate(varied):
             ax.hist(v.scores[name], edges, weights=v.jets[name].weight, density=True,
-                    histtype="step", lw=1.3, color=_color(i), label=_key(v))
+                    histtype="step", lw=1.3, color=_color(i), label=v.key)
         ax.axvline(threshold, color="k", ls="--", lw=1)
         ax.set_title(f"{name} ({samples[name].role})")
         ax.set_xlabel("tagger score")
         ax.set_yscale("log")
     axes[0][0].set_ylabel("density")
     axes[0][-1].legend(loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def control(path: Path, control_jets: Any, control_scores: np.ndarray, varied: Sequence[Any],
@@ -116,18 +114,15 @@ def control(path: Path, control_jets: Any, control_scores: np.ndarray, varied: S
         for i, v in enumerate(varied):
             j = v.jets[control_name]
             val = {"jet_pt": j.pt, "jet_mass": j.mass, "score": v.scores[control_name]}[var]
-            rep = gates[_key(v)]
+            rep = gates[v.key]
             ks = rep.stats(var).ks if var in [s.variable for s in rep.variables] else float("nan")
             ax.hist(np.clip(val, edges[0], edges[-1]), edges, weights=j.weight, histtype="step",
-                    lw=1.3, color=_color(i), label=f"{_key(v)} (KS {ks:.3f})")
+                    lw=1.3, color=_color(i), label=f"{v.key} (KS {ks:.3f})")
         ax.set_xlabel(label)
         ax.set_title(f"control: {control_name}")
         ax.legend(loc="upper right", fontsize=7)
     axes[0].set_ylabel("jets")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def impacts(path: Path, fit: Mapping[str, Any]) -> Path:
@@ -151,10 +146,7 @@ def impacts(path: Path, fit: Mapping[str, Any]) -> Path:
     a2.axvline(0, color="0.5", lw=1)
     a2.set_xlabel("impact on mu")
     a2.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def make_all(out: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray],
