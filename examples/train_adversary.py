@@ -2,6 +2,7 @@
 
     python examples/train_adversary.py                  # train, export, evaluate (~3 min)
     python examples/train_adversary.py --evaluate-only  # evaluate the committed graph
+    python examples/train_adversary.py --rebuild-graph  # same network, current graph layout
 
 Training: the shipped sample's train split, W (signal) against QCD (background), target
 "down" (lower the W score), the default envelope (2 % relative pT, 0.02 in eta and phi) with
@@ -30,6 +31,7 @@ import numpy as np
 
 from hepsafe import datasets, metrics, validate
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
+from hepsafe.attacks.adversary_onnx import rebuild_graph
 from hepsafe.attacks.learned import default_gate_config
 from hepsafe.envelope import Envelope
 from hepsafe.io import write_json
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--evaluate-only", action="store_true",
                     help="only evaluate the graph at --output on the test split")
+    ap.add_argument("--rebuild-graph", action="store_true",
+                    help="rewrite the graph at --output in the current (faster) layout from "
+                         "its own weights, then evaluate it")
     args = ap.parse_args(argv)
     tagger = reference(args.tagger, providers="cpu")
     out: Path = args.output
@@ -111,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None and not (k == "tagger" and v == "pfn"))
     if out != MODELS_DIR / "adversary_pfn.onnx":
         command += f" -o {out}"
-    if not args.evaluate_only:
+    if args.rebuild_graph:
+        diff = rebuild_graph(out)
+        print(f"rebuilt {out} in the current graph layout (max |delta difference| {diff:.1e})")
+    elif not args.evaluate_only:
         changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
                                      ("threads", args.threads)) if v is not None}
         adv = LearnedAdversary(tagger, Envelope(), LearnedConfig(**changes))
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         adv.export(out, command=command)
         print(f"wrote {out} ({out.stat().st_size} bytes) and {out.with_suffix('.json')}")
     ev, seconds = evaluate(out, tagger)
-    ev["command"] = command + " --evaluate-only"
+    ev["command"] = command + " --evaluate-only"  # the evaluation of the committed graph
     print(summary(ev))
     print(f"  adversary applied to {ev['n_signal'] + ev['n_background']} jets in {seconds:.2f} s "
           "(ONNX Runtime + kernels)")

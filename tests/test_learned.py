@@ -4,15 +4,17 @@ the committed reference adversary, determinism and bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 from hepsafe import datasets, metrics, validate
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
-from hepsafe.attacks.adversary_onnx import OUTPUT_NAME, adversary_inputs
+from hepsafe.attacks.adversary_onnx import OUTPUT_NAME, adversary_inputs, rebuild_graph
 from hepsafe.attacks.learned import default_gate_config
 from hepsafe.envelope import PARTICLE_CLASSES, Envelope
 from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
@@ -24,6 +26,8 @@ from hepsafe.tagger import MODELS_DIR, OnnxTagger, reference
 torch.set_num_threads(1)
 
 REFERENCE = MODELS_DIR / "adversary_pfn.onnx"
+#: the reference adversary as first exported (earlier graph layout, same weights)
+OLD_LAYOUT = Path(__file__).parent / "data" / "adversary_pfn_old_layout.onnx"
 TINY = dict(epochs=4, threads=1, phi_sizes=(16,), head_sizes=(16,), lr=1e-2, batch_size=32,
             lambda_cls=1.0, lambda_pt=10.0, lambda_mass=10.0, stop_on_gate=False)
 TINY_ENVELOPE = Envelope.uniform(0.05)
@@ -187,6 +191,34 @@ def test_committed_reference_adversary(pfn, sample):
     report = validate.gate(test[~sig], pert.jets[~sig], s0[~sig], s1[~sig],
                            default_gate_config())
     assert report.passed, report.to_text()
+
+
+def test_rebuild_graph_upgrades_an_older_export(pfn, sample, tmp_path):
+    """An adversary exported in the earlier graph layout (3-D MatMul + Add, explicit
+    standardisation) is rewritten in the current one: same deltas on real jets, the card's
+    sha256 follows, and the result is the shipped graph byte for byte (same weights)."""
+    old = tmp_path / "adversary_pfn.onnx"
+    for ext in ("onnx", "json"):
+        src = OLD_LAYOUT.with_suffix(f".{ext}")
+        old.with_suffix(f".{ext}").write_bytes(src.read_bytes())
+    before = old.read_bytes()
+    jets = sample[::40]
+    d_old = OnnxAdversary(old, tagger=pfn).delta(jets)
+    assert rebuild_graph(old) <= 1e-6
+    assert old.read_bytes() != before
+    assert old.read_bytes() == REFERENCE.read_bytes()
+    card = json.loads(old.with_suffix(".json").read_text())
+    assert card["model"]["sha256"] == sha256sum(old)
+    ops = {n.op_type for n in onnx.load(str(old)).graph.node}
+    assert "Gemm" in ops and "ReduceSum" in ops
+    np.testing.assert_allclose(OnnxAdversary(old, tagger=pfn).delta(jets), d_old, atol=1e-6)
+    # a card that does not belong to the file is refused, nothing is written
+    card["model"]["sha256"] = "0" * 64
+    old.with_suffix(".json").write_text(json.dumps(card))
+    kept = old.read_bytes()
+    with pytest.raises(CardError, match="sha256"):
+        rebuild_graph(old)
+    assert old.read_bytes() == kept
 
 
 # --------------------------------------------------------------------------- bad input

@@ -33,7 +33,7 @@ import numpy as np
 from .. import features as F
 from ..envelope import Envelope
 from ..exceptions import CardError, ConfigError, InputError, ModelError
-from ..io import read_json, sha256sum
+from ..io import atomic_path, read_json, sha256sum, write_json
 from ..jets import JetBatch
 from ..perturb import Perturbation, Perturber
 from ..tagger import OnnxTagger, card_path
@@ -50,6 +50,7 @@ __all__ = [
     "build_graph",
     "flat_delta",
     "load_adversary_card",
+    "rebuild_graph",
 ]
 
 CARD_FORMAT = "hepsafe-adversary/1"
@@ -141,35 +142,61 @@ def build_graph(weights: Mapping[str, np.ndarray], n_max: int, n_phi: int, n_hea
             raise ModelError(f"adversary weights lack '{key}'")
         return const(key, weights[key])
 
+    def width(key: str) -> int:
+        if key not in weights:
+            raise ModelError(f"adversary weights lack '{key}'")
+        return int(np.asarray(weights[key]).shape[1])
+
+    def dense_relu(x: str, layer: str) -> str:
+        y = node("Gemm", [x, w(f"{layer}.weight"), w(f"{layer}.bias")], f"{layer}.gemm")
+        return node("Relu", [y], f"{layer}.relu")
+
+    def shape(key: str, dims: list[int]) -> str:
+        return const(key, dims, np.int64)
+
     k = int(np.asarray(weights["norm.mean"]).shape[0])
-    x = node("Sub", ["features", w("norm.mean")], "x_centred")
-    x = node("Mul", [x, w("norm.scale")], "x_std")
-    h = x
-    for i in range(n_phi):
-        h = node("MatMul", [h, w(f"phi.{i}.weight")], f"phi.{i}.mm")
-        h = node("Add", [h, w(f"phi.{i}.bias")], f"phi.{i}.add")
-        h = node("Relu", [h], f"phi.{i}.relu")
-    axes1 = const("axes_1", [1], np.int64)
-    axes2 = const("axes_2", [2], np.int64)
-    mask3 = node("Unsqueeze", ["mask", axes2], "mask3")
-    summed = node("ReduceSum", [node("Mul", [h, mask3], "phi_masked"), axes1], "phi_sum",
-                  keepdims=0)
-    count = node("ReduceSum", ["mask", axes1], "count", keepdims=1)
-    count = node("Max", [count, const("one", [1.0])], "count_safe")
+    axes = {a: const(f"axes_{a}", [a], np.int64) for a in (0, 1, 2)}
+    # standardisation folded into the first layer by constant nodes (ONNX Runtime evaluates
+    # them once, at session start): W0' = diag(scale) W0, b0' = b0 - (mean * scale) W0
+    w0 = node("Mul", [node("Unsqueeze", [w("norm.scale"), axes[1]], "norm.scale_col"),
+                      w("phi.0.weight")], "phi.0.weight_folded")
+    shift = node("Unsqueeze", [node("Mul", [w("norm.mean"), "norm.scale"], "norm.shift"),
+                               axes[0]], "norm.shift_row")
+    shift = node("Squeeze", [node("MatMul", [shift, "phi.0.weight"], "norm.shift_mm"), axes[0]],
+                 "norm.shift_out")
+    b0 = node("Sub", [w("phi.0.bias"), shift], "phi.0.bias_folded")
+    # per-constituent layers on rows (n * n_max, features): Gemm (+ Relu, fused by ORT)
+    x = node("Reshape", ["features", shape("shape_rows_k", [-1, k])], "x_rows")
+    h = node("Relu", [node("Gemm", [x, w0, b0], "phi.0.gemm")], "phi.0.relu")
+    for i in range(1, n_phi):
+        h = dense_relu(h, f"phi.{i}")
+    width_phi, width_head = width(f"phi.{n_phi - 1}.weight"), width("head.0.local")
+    # masked mean over the jet: mask (n, 1, n_max) @ h (n, n_max, H) / count
+    h_jets = node("Reshape", [h, shape("shape_jets_phi", [-1, n_max, width_phi])], "phi_jets")
+    summed = node("MatMul", [node("Unsqueeze", ["mask", axes[1]], "mask_row"), h_jets],
+                  "phi_sum")
+    count = node("ReduceSum", ["mask", axes[1]], "count", keepdims=1)
+    count = node("Unsqueeze", [node("Max", [count, const("one", [1.0])], "count_safe"),
+                               axes[2]], "count_3d")
     context = node("Div", [summed, count], "context")
-    local = node("MatMul", [h, w("head.0.local")], "head.0.local_mm")
-    ctx = node("MatMul", [context, w("head.0.context")], "head.0.context_mm")
-    ctx = node("Add", [ctx, w("head.0.bias")], "head.0.context_add")
-    ctx = node("Unsqueeze", [ctx, axes1], "head.0.context_3d")
+    ctx = node("Add", [node("MatMul", [context, w("head.0.context")], "head.0.context_mm"),
+                       w("head.0.bias")], "head.0.context_3d")
+    # first head layer: relu(h_i W_local + c W_context + b), then rows again
+    local = node("Gemm", [h, w("head.0.local")], "head.0.local_gemm")
+    local = node("Reshape", [local, shape("shape_jets_head", [-1, n_max, width_head])],
+                 "head.0.local_3d")
     a = node("Relu", [node("Add", [local, ctx], "head.0.add")], "head.0.relu")
+    a = node("Reshape", [a, shape("shape_rows_head", [-1, width_head])], "head.0.rows")
     for i in range(1, n_head):
-        a = node("MatMul", [a, w(f"head.{i}.weight")], f"head.{i}.mm")
-        a = node("Add", [a, w(f"head.{i}.bias")], f"head.{i}.add")
-        a = node("Relu", [a], f"head.{i}.relu")
-    o = node("Add", [node("MatMul", [a, w("out.weight")], "out.mm"), w("out.bias")], "out.add")
-    o = node("Tanh", [o], "out.tanh")
-    o = node("Mul", [o, "bound"], "out.bounded")
-    node("Mul", [o, mask3], OUTPUT_NAME)
+        a = dense_relu(a, f"head.{i}")
+    o = node("Gemm", [a, w("out.weight"), w("out.bias")], "out.gemm")
+    o = node("Tanh", [node("Reshape", [o, shape("shape_jets_out", [-1, n_max, 3])], "out.jets")],
+             "out.tanh")
+    # delta = tanh * bound * mask (the mask repeated over the three coordinates: a same-shape
+    # product, much cheaper in ONNX Runtime than broadcasting a trailing axis of length 1)
+    mask3 = node("Unsqueeze", ["mask", axes[2]], "mask3")
+    mask3 = node("Concat", [mask3, mask3, mask3], "mask3_xyz", axis=2)
+    node("Mul", [o, node("Mul", ["bound", mask3], "bound_masked")], OUTPUT_NAME)
     inputs = [
         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", n_max, k]),
         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["n", n_max]),
@@ -188,6 +215,41 @@ def graph_weights(model: Any) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     return {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}
+
+
+def rebuild_graph(path: str | os.PathLike[str]) -> float:
+    """Rewrite the exported adversary at ``path`` in the current graph layout of
+    :func:`build_graph`, from its own weights (the same network), and update its card's
+    ``model/sha256``. Graphs exported by older versions run, but slower. Both files are
+    written atomically, only after ONNX Runtime agrees with the old graph on random inputs
+    (max |difference| of the deltas <= 1e-6, returned); ModelError otherwise."""
+    import onnx
+    import onnxruntime as ort
+
+    p = Path(path)
+    card = load_adversary_card(card_path(p))
+    if card["model"].get("sha256") not in (None, sha256sum(p)):
+        raise CardError(f"adversary card of {p}: key 'model/sha256' does not match the file")
+    old = onnx.load(str(p))
+    n_max, arch = int(card["inputs"]["n_max"]), card["architecture"]
+    new = build_graph(graph_weights(old), n_max, int(arch["n_phi"]), int(arch["n_head"]),
+                      name=old.graph.name)
+    rng = np.random.default_rng(0)
+    k = len(card["inputs"]["features"])
+    mask = (np.arange(n_max)[None, :] < rng.integers(0, n_max + 1, size=(16, 1)))
+    feed = {"features": (rng.normal(size=(16, n_max, k)) * mask[..., None]).astype(np.float32),
+            "mask": mask.astype(np.float32),
+            "bound": (np.abs(rng.normal(size=(16, n_max, 3))) * 0.02).astype(np.float32)}
+    deltas = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+              .run([OUTPUT_NAME], feed)[0] for m in (old, new)]
+    diff = float(np.max(np.abs(deltas[0] - deltas[1])))
+    if not diff <= 1e-6:
+        raise ModelError(f"{p}: the rebuilt graph disagrees with the stored one by {diff}")
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(new.SerializeToString())
+    card["model"]["sha256"] = sha256sum(p)
+    write_json(card_path(p), card)
+    return diff
 
 
 # --------------------------------------------------------------------------- the card
