@@ -328,6 +328,18 @@ def test_learned_adversary_is_chunk_invariant(jets: JetBatch) -> None:
     assert np.array_equal(whole.flat("pt"), parts.flat("pt"))
     assert np.array_equal(w.score(whole.parts), w.score(parts.parts))
     assert not np.array_equal(whole.flat("pt"), sub.flat("pt"))
+    # the step hands over the tagger's inputs of the nominal jets: reused, same result
+    inputs = w.inputs_of(sub.parts)
+    assert w.constituent_input(shift.adversary.features, shift.adversary.n_max) is not None
+    reused = shift.vary(sub, w, inputs)
+    for f in ("pt", "eta", "phi", "energy"):
+        assert np.array_equal(reused.flat(f), whole.flat(f))
+    assert np.array_equal(w.score_inputs(inputs), w.score(sub.parts))
+    # a tagger whose inputs do not match (jet features only) is not reused, same result
+    hl = OnnxWrapper(tagger.MODELS_DIR / "hl.onnx")
+    assert hl.constituent_input(shift.adversary.features, shift.adversary.n_max) is None
+    assert np.array_equal(shift.vary(sub, hl, hl.inputs_of(sub.parts)).flat("pt"),
+                          whole.flat("pt"))
 
 
 def test_apply_to_fileset_bad_files(files, proc) -> None:

@@ -68,34 +68,45 @@ def slot_bounds(jets: JetBatch, envelope: Envelope, index: np.ndarray) -> np.nda
     ``index``: the slot -> flat constituent map of :func:`~hepsafe.attacks.base.padded_index`.
     """
     table = envelope.table().astype(np.float32)
+    table = np.vstack([table, np.zeros((1, 3), dtype=np.float32)])  # last row: padding
     classes = constituent_classes(jets).astype(np.int64)
-    out = np.zeros((*index.shape, 3), dtype=np.float32)
-    slot = index >= 0
-    out[slot] = table[classes[index[slot]]]
-    return out
+    flat = index.ravel()
+    rows = np.where(flat >= 0, classes[flat] if len(classes) else 0, len(table) - 1)
+    return table[rows].reshape(*index.shape, 3)
 
 
 def adversary_inputs(
-    jets: JetBatch, n_max: int, features: Sequence[str], envelope: Envelope
+    jets: JetBatch, n_max: int, features: Sequence[str], envelope: Envelope,
+    padded: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The graph inputs of ``jets`` and the slot -> flat index map.
 
     Returns ``({"features": (n, n_max, k), "mask": (n, n_max), "bound": (n, n_max, 3)}``,
     all float32, ``index`` int64 ``(n, n_max)``, -1 for padding). Constituents are padded in
     the taggers' order (masked ones dropped, decreasing pT, first ``n_max``). A batch
-    without a ``charge`` field gets charge 0.
+    without a ``charge`` field gets charge 0. ``padded``: ``{"features", "mask"}`` of these
+    jets already computed with the same feature names and ``n_max`` (e.g. a tagger's
+    inputs, which the shared feature code makes identical); used as given.
     """
-    p = F.padded_constituents(jets, n_max)
-    charge = p.get("charge")
-    if charge is None:
-        charge = np.zeros_like(p["pt"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = F.constituent_features(np, list(features), p["pt"], p["eta"], p["phi"],
-                                   p["energy"], charge, p["mask"])
+    if padded is None:
+        p = F.padded_constituents(jets, n_max)
+        charge = p.get("charge")
+        if charge is None:
+            charge = np.zeros_like(p["pt"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = F.constituent_features(np, list(features), p["pt"], p["eta"], p["phi"],
+                                       p["energy"], charge, p["mask"])
+        padded = {"features": x, "mask": p["mask"]}
+    want = (len(jets), n_max)
+    for key, shape in (("features", (*want, len(features))), ("mask", want)):
+        if key not in padded or tuple(np.shape(padded[key])) != shape:
+            got = np.shape(padded[key]) if key in padded else "missing"
+            raise InputError(f"adversary inputs: precomputed '{key}' has shape {got}, "
+                             f"expected {shape}")
     index = padded_index(jets, n_max)
     inputs = {
-        "features": np.ascontiguousarray(x, dtype=np.float32),
-        "mask": p["mask"].astype(np.float32),
+        "features": np.ascontiguousarray(padded["features"], dtype=np.float32),
+        "mask": np.asarray(padded["mask"]).astype(np.float32, copy=False),
         "bound": slot_bounds(jets, envelope, index),
     }
     return inputs, index
@@ -107,8 +118,9 @@ def flat_delta(padded: np.ndarray, index: np.ndarray, n_constituents: int) -> np
     Constituents without a slot (beyond the padding length, or masked out) get zero.
     """
     out = np.zeros((n_constituents, 3), dtype=np.float32)
-    slot = index >= 0
-    out[index[slot]] = np.asarray(padded, dtype=np.float32)[slot]
+    flat = index.ravel()
+    slots = np.flatnonzero(flat >= 0)
+    out[flat[slots]] = np.asarray(padded, dtype=np.float32).reshape(-1, 3)[slots]
     return out
 
 

@@ -1,8 +1,11 @@
 """The variations a processor step evaluates: shifts of the jets, grouped into systematics.
 
 A *shift* is a picklable callable ``shift(jets, tagger) -> JetBatch`` (the varied jets; the
-input is never modified); a :class:`Systematic` names one nuisance parameter and holds an
-``up`` and an optional ``down`` shift (histogram variations ``<name>_up``, ``<name>_down``).
+input is never modified). A shift may also define ``vary(jets, tagger, tagger_inputs)``,
+which the step calls instead, handing over the tagger's ONNX inputs of the nominal jets
+(computed once for the nominal score) so that the shift can reuse them. A
+:class:`Systematic` names one nuisance parameter and holds an ``up`` and an optional
+``down`` shift (histogram variations ``<name>_up``, ``<name>_down``).
 
 - :class:`PhysicsShift`: a registered physics variation (:mod:`hepsafe.variations`), with
   counter-based random numbers keyed on (seed, event, jet, constituent): chunk-invariant.
@@ -111,6 +114,14 @@ class LearnedShift:
         return self._adversary
 
     def __call__(self, jets: JetBatch, tagger: OnnxWrapper) -> JetBatch:
+        return self.vary(jets, tagger, None)
+
+    def vary(self, jets: JetBatch, tagger: OnnxWrapper,
+             tagger_inputs: Mapping[str, np.ndarray] | None) -> JetBatch:
+        """The varied jets; ``tagger_inputs``: the tagger's ONNX inputs of these (nominal)
+        jets (:meth:`OnnxWrapper.inputs_of`), whose constituent features the network reuses
+        when it reads the same ones at the same padding (the reference PFN and adversary do;
+        the arrays are identical, so the result is too)."""
         from ..attacks.adversary_onnx import adversary_inputs, flat_delta
 
         adv = self.adversary
@@ -118,7 +129,13 @@ class LearnedShift:
         n_c = perturber.n_constituents
         if len(jets) == 0 or n_c == 0:
             return perturber.apply(np.zeros((n_c, 3), dtype=np.float32)).jets
-        inputs, index = adversary_inputs(jets, adv.n_max, adv.features, adv.envelope)
+        padded = None
+        if tagger_inputs is not None:
+            name = tagger.constituent_input(adv.features, adv.n_max)
+            mask = tagger.mask_input(adv.n_max)
+            if name is not None and mask is not None:
+                padded = {"features": tagger_inputs[name], "mask": tagger_inputs[mask]}
+        inputs, index = adversary_inputs(jets, adv.n_max, adv.features, adv.envelope, padded)
         bs, n = self.batch_size, len(jets)
         out = []
         for start in range(0, n, bs):

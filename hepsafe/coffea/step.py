@@ -136,10 +136,13 @@ class AdversarialSystematics:
     # ------------------------------------------------------------------ per-jet values
     def evaluate(self, jets: JetBatch) -> dict[str, dict[str, np.ndarray]]:
         """``{variation label: {"score", "pt", "mass"}}``, each float32 ``(n_jets,)``."""
-        out = {T.NOMINAL: _record(self.tagger.score(jets.parts), jets)}
+        inputs = self.tagger.inputs_of(jets.parts)
+        out = {T.NOMINAL: _record(self.tagger.score_inputs(inputs), jets)}
         for syst in self.systematics:
             for label, shift in syst.sides():
-                varied = shift(jets, self.tagger)
+                vary = getattr(shift, "vary", None)
+                varied = (vary(jets, self.tagger, inputs) if callable(vary)
+                          else shift(jets, self.tagger))
                 if len(varied) != len(jets):
                     raise ConfigError(f"systematic '{syst.name}': shift {shift!r} returned "
                                       f"{len(varied)} jets for {len(jets)}")

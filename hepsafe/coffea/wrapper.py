@@ -181,13 +181,18 @@ class OnnxWrapper(numpy_call_wrapper):
                    charge: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Signal score per jet, float32 ``(n_jets,)``, from padded ``(n_jets, n_max)`` arrays
         (pt, energy [GeV], eta, phi [rad], charge [e], boolean mask)."""
-        n = len(pt)
-        if n == 0:
-            return np.zeros(0, dtype=np.float32)
-        tagger = self.tagger
         padded = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge,
                   "mask": np.asarray(mask, dtype=bool)}
-        inputs = tagger.inputs_from_padded(np, padded)
+        return self.score_inputs(self.tagger.inputs_from_padded(np, padded))
+
+    def score_inputs(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Signal score per jet, float32 ``(n_jets,)``, from the tagger's ONNX inputs
+        ``{name: float32 (n_jets, ...)}`` (:meth:`inputs_of`); batches of exactly
+        ``batch_size`` jets. InputError names non-finite features, ModelError bad scores."""
+        tagger = self.tagger
+        n = len(next(iter(inputs.values()))) if inputs else 0
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
         tagger._check_finite(inputs, 0)
         bs = int(self.options["batch_size"])
         name = tagger.output.name
@@ -207,6 +212,33 @@ class OnnxWrapper(numpy_call_wrapper):
         return np.ascontiguousarray(probs[:, tagger.output.signal_index])
 
     # ------------------------------------------------------------------ JetBatch
+    def inputs_of(self, parts: ak.Array) -> dict[str, np.ndarray]:
+        """The tagger's ONNX inputs ``{name: float32 (n_jets, ...)}`` for eager constituents
+        ``n_jets * var * {pt, eta, phi, energy[, charge][, mask]}`` (e.g. ``JetBatch.parts``):
+        padded as :meth:`prepare_awkward`, then the shared feature code."""
+        arrays, _ = self.prepare_awkward(parts)
+        names = (*PADDED_ARGS, "mask")
+        padded = {k: ak.to_numpy(a) for k, a in zip(names, arrays, strict=True)}
+        padded["mask"] = padded["mask"].astype(bool, copy=False)
+        return self.tagger.inputs_from_padded(np, padded)
+
+    def constituent_input(self, features: tuple[str, ...], n_max: int) -> str | None:
+        """Name of the tagger input that holds exactly these constituent ``features`` at
+        padding length ``n_max`` (so another network reading them can reuse
+        :meth:`inputs_of`), or None."""
+        for spec in self.tagger.inputs:
+            if (spec.kind == "constituent" and tuple(spec.features) == tuple(features)
+                    and spec.n_max == n_max):
+                return spec.name
+        return None
+
+    def mask_input(self, n_max: int) -> str | None:
+        """Name of the tagger's mask input at padding length ``n_max``, or None."""
+        for spec in self.tagger.inputs:
+            if spec.kind == "mask" and spec.n_max == n_max:
+                return spec.name
+        return None
+
     def score(self, parts: ak.Array) -> np.ndarray:
         """Signal score float32 ``(n_jets,)`` of eager constituents (e.g. ``JetBatch.parts``)."""
-        return np.asarray(ak.to_numpy(self(parts)), dtype=np.float32)
+        return self.score_inputs(self.inputs_of(parts))
