@@ -55,6 +55,7 @@ def make_processor() -> AdversarialProcessor:
         label="PFN W score",
         mass_window=MASS_WINDOW,
         samples=SAMPLES,
+        score_varied="selected",  # templates only: score varied jets where they can enter
     )
     return AdversarialProcessor(step, region="SR")
 
