@@ -229,6 +229,17 @@ def graph_weights(model: Any) -> dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}
 
 
+def probe_inputs(n_max: int, k: int, n: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random graph inputs to compare two implementations of one network: ``n`` jets with
+    random multiplicities, standard-normal features ``(n, n_max, k)`` (0 on padding) and
+    bounds ``|N(0, 0.02)|``; float32."""
+    rng = np.random.default_rng(seed)
+    mask = np.arange(n_max)[None, :] < rng.integers(0, n_max + 1, size=(n, 1))
+    return {"features": (rng.normal(size=(n, n_max, k)) * mask[..., None]).astype(np.float32),
+            "mask": mask.astype(np.float32),
+            "bound": (np.abs(rng.normal(size=(n, n_max, 3))) * 0.02).astype(np.float32)}
+
+
 def rebuild_graph(path: str | os.PathLike[str]) -> float:
     """Rewrite the exported adversary at ``path`` in the current graph layout of
     :func:`build_graph`, from its own weights (the same network), and update its card's
@@ -246,12 +257,7 @@ def rebuild_graph(path: str | os.PathLike[str]) -> float:
     n_max, arch = int(card["inputs"]["n_max"]), card["architecture"]
     new = build_graph(graph_weights(old), n_max, int(arch["n_phi"]), int(arch["n_head"]),
                       name=old.graph.name)
-    rng = np.random.default_rng(0)
-    k = len(card["inputs"]["features"])
-    mask = (np.arange(n_max)[None, :] < rng.integers(0, n_max + 1, size=(16, 1)))
-    feed = {"features": (rng.normal(size=(16, n_max, k)) * mask[..., None]).astype(np.float32),
-            "mask": mask.astype(np.float32),
-            "bound": (np.abs(rng.normal(size=(16, n_max, 3))) * 0.02).astype(np.float32)}
+    feed = probe_inputs(n_max, len(card["inputs"]["features"]), 16)
     deltas = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
               .run([OUTPUT_NAME], feed)[0] for m in (old, new)]
     diff = float(np.max(np.abs(deltas[0] - deltas[1])))

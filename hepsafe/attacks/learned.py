@@ -68,6 +68,7 @@ from .adversary_onnx import (
     build_graph,
     graph_weights,
     load_adversary_card,
+    probe_inputs,
 )
 
 __all__ = ["GATE_VARIABLES", "LearnedAdversary", "LearnedConfig", "default_gate_config"]
@@ -700,12 +701,7 @@ class LearnedAdversary(AdversaryNetwork):
         """Max |ONNX Runtime - torch| of the deltas on random inputs; ModelError if > 1e-5."""
         import onnxruntime as ort
 
-        rng = np.random.default_rng(0)
-        k, m = len(self.features), self.n_max
-        mask = (np.arange(m)[None, :] < rng.integers(0, m + 1, size=(8, 1))).astype(np.float32)
-        feed = {"features": rng.normal(size=(8, m, k)).astype(np.float32) * mask[..., None],
-                "mask": mask,
-                "bound": (np.abs(rng.normal(size=(8, m, 3))) * 0.02).astype(np.float32)}
+        feed = probe_inputs(self.n_max, len(self.features))
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         got = sess.run([OUTPUT_NAME], feed)[0]
         diff = float(np.max(np.abs(got - self.padded_delta(feed))))
