@@ -50,6 +50,7 @@ __all__ = [
     "build_graph",
     "flat_delta",
     "load_adversary_card",
+    "probe_inputs",
     "rebuild_graph",
 ]
 
