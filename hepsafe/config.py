@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "envelope": {"pt": 0.02, "eta": 0.02, "phi": 0.02},
     "variations": [],
     "attacks": [],
+    "region": {},
     "working_point": {"signal_efficiency": 0.5},
     "observable": {"bins": 10, "range": [0.0, 1.0]},
     "gate": {},
@@ -113,6 +114,10 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
     lo, hi = cfg["observable"]["range"]
     if not lo < hi:
         raise ConfigError(f"{source}: key 'observable/range': need low < high, got [{lo}, {hi}]")
+    for key, (lo, hi) in cfg["region"].items():
+        if not lo < hi:
+            raise ConfigError(f"{source}: key 'region/{key}': need low < high [GeV], got "
+                              f"[{lo}, {hi}]")
     for i, item in enumerate(cfg["attacks"]):
         if "model" in item:
             m = Path(_resolve(item["model"], base))

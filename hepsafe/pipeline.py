@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .envelope import Envelope
 from .exceptions import ConfigError, InputError, OutputExistsError
 from .io import sha256sum, write_json, write_text
 from .jets import JetBatch, read_root
+from .regions import Region
 from .tagger import OnnxTagger
 
 log = logging.getLogger("hepsafe.pipeline")
@@ -60,6 +61,18 @@ class Varied:
     scores: dict[str, np.ndarray]
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: per sample, the varied jets inside the run's region, bool (n_jets,) (None: all)
+    selected: dict[str, np.ndarray] | None = None
+
+    def in_region(self) -> Varied:
+        """The same variation restricted to its jets inside the region (for templates and
+        plots; a copy when the region cuts, ``self`` otherwise)."""
+        if self.selected is None:
+            return self
+        sel = self.selected
+        return Varied(self.name, self.kind, self.direction,
+                      {n: j[sel[n]] for n, j in self.jets.items()},
+                      {n: s[sel[n]] for n, s in self.scores.items()}, self.seconds, self.info)
 
     @property
     def key(self) -> str:
@@ -234,29 +247,64 @@ def output_dir(target: Path, force: bool) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- the run
-def _metrics_row(
-    name: str, kind: str, sig: Sample, bkg: list[Sample], s_nom: np.ndarray,
-    s_var: np.ndarray, b_var: np.ndarray, b_nom: np.ndarray, thr: float,
-) -> dict[str, Any]:
-    wb = np.concatenate([b.jets.weight for b in bkg])
-    ws = sig.jets.weight
-    eff_s = metrics.efficiency(s_var, thr, ws)
-    eff_b = metrics.efficiency(b_var, thr, wb)
-    eff_s0 = metrics.efficiency(s_nom, thr, ws)
-    eff_b0 = metrics.efficiency(b_nom, thr, wb)
+@dataclass(frozen=True)
+class _Scored:
+    """Nominal and varied scores of one set of jets (signal, or all background samples
+    joined), their weights and which of them are in the region, nominally and varied."""
+
+    s_nom: np.ndarray
+    s_var: np.ndarray
+    w_nom: np.ndarray
+    w_var: np.ndarray
+    in_nom: np.ndarray
+    in_var: np.ndarray
+
+    @classmethod
+    def join(cls, parts: list[_Scored]) -> _Scored:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("s_nom", "s_var", "w_nom", "w_var", "in_nom", "in_var")))
+
+    def efficiencies(self, thr: float) -> tuple[float, float]:
+        """(nominal, varied) efficiency at ``thr``: weight in the region with score >= thr
+        over the nominal weight in the region (jets a variation moves out count as lost)."""
+        total = self.w_nom[self.in_nom].sum()
+        if not total > 0:
+            return 0.0, 0.0
+        passed = [w[sel & (s >= thr)].sum() for s, w, sel in
+                  ((self.s_nom, self.w_nom, self.in_nom), (self.s_var, self.w_var, self.in_var))]
+        return float(passed[0] / total), float(passed[1] / total)
+
+
+def _metrics_row(name: str, kind: str, sig: _Scored, bkg: _Scored,
+                 thr: float) -> dict[str, Any]:
+    """One summary row: AUC of the jets in the region, efficiencies at ``thr`` relative to
+    the nominal jets in the region, the change of eps_S / sqrt(eps_B), and the fraction of
+    signal jets (in the region nominally or varied) whose decision "in the region and score
+    >= thr" flips."""
+    eff_s0, eff_s = sig.efficiencies(thr)
+    eff_b0, eff_b = bkg.efficiencies(thr)
     signif = eff_s / np.sqrt(eff_b) if eff_b > 0 else float("inf")
     signif0 = eff_s0 / np.sqrt(eff_b0) if eff_b0 > 0 else float("inf")
-    fool = metrics.fooling_rate(s_nom, s_var, thr, ws)
+    either = sig.in_nom | sig.in_var
+    decision = [np.where(sel & (s >= thr), 1.0, 0.0)[either] for s, sel in
+                ((sig.s_nom, sig.in_nom), (sig.s_var, sig.in_var))]
+    fool = metrics.fooling_rate(decision[0], decision[1], 0.5, sig.w_nom[either])
     return {
         "name": name,
         "kind": kind,
-        "auc": metrics.roc_auc(s_var, b_var, ws, wb),
+        "auc": metrics.roc_auc(sig.s_var[sig.in_var], bkg.s_var[bkg.in_var],
+                               sig.w_var[sig.in_var], bkg.w_var[bkg.in_var]),
         "eff_sig": eff_s,
         "eff_bkg": eff_b,
         "rel_eff_sig": eff_s / eff_s0 - 1 if eff_s0 > 0 else 0.0,
         "sig_over_sqrt_bkg_change": signif / signif0 - 1 if np.isfinite(signif0) else 0.0,
         "fooling_rate_sig": fool.rate,
     }
+
+
+def region_masks(region: Region, jets: dict[str, JetBatch]) -> dict[str, np.ndarray]:
+    """Per sample, its jets inside ``region``, bool ``(n_jets,)``."""
+    return {name: region.mask(j) for name, j in jets.items()}
 
 
 def run(
@@ -274,6 +322,7 @@ def run(
         **({"batch_size": tg["batch_size"]} if "batch_size" in tg else {}),
     )
     envelope = make_envelope(cfg)
+    region = Region.from_dict(cfg["region"])
     for entry in cfg["variations"]:
         variation_sides(entry)  # fail early on an unknown type
     attacks = [(a, make_attack(a, tagger, envelope, seed)) for a in cfg["attacks"]]
@@ -302,7 +351,8 @@ def run(
                         scores[name] = tagger.predict(jets[name])
                         adv(1)
                     varied.append(Varied(entry["name"], "variation", direction, jets, scores,
-                                         time.perf_counter() - t0, {"registry": reg}))
+                                         time.perf_counter() - t0, {"registry": reg},
+                                         region_masks(region, jets)))
         for entry, attack in attacks:
             with progress.step(f"attack {entry['name']}", len(samples)) as adv:
                 t0 = time.perf_counter()
@@ -313,7 +363,8 @@ def run(
                     adv(1)
                 info = dict(attack.last_info.details) if attack.last_info else {}
                 varied.append(Varied(entry["name"], "attack", "up", jets, scores,
-                                     time.perf_counter() - t0, info))
+                                     time.perf_counter() - t0, info,
+                                     region_masks(region, jets)))
 
         # gate on the control sample, for every variation and attack
         gate_cfg = validate.GateConfig.from_dict(cfg["gate"]) if cfg["gate"] else None
@@ -329,29 +380,46 @@ def run(
                 gates[v.key] = rep.to_dict()
                 adv(1)
 
-        # metrics at the working point of the first signal sample
+        # metrics at the working point of the first signal sample, set on its nominal jets
+        # in the region
+        selected = region_masks(region, {n: s.jets for n, s in samples.items()})
         s0 = sig[0]
         wp_eff = float(cfg["working_point"]["signal_efficiency"])
-        thr = metrics.threshold_at_efficiency(nominal[s0.name], wp_eff, s0.jets.weight)
-        b_nom = np.concatenate([nominal[b.name] for b in bkg])
-        summary = [_metrics_row("nominal", "nominal", s0, bkg, nominal[s0.name],
-                                nominal[s0.name], b_nom, b_nom, thr)]
+        sel0 = selected[s0.name]
+        thr = metrics.threshold_at_efficiency(nominal[s0.name][sel0], wp_eff,
+                                              s0.jets.weight[sel0])
+
+        def scored(name: str, v: Varied | None) -> _Scored:
+            jets = samples[name].jets
+            if v is None:
+                return _Scored(nominal[name], nominal[name], jets.weight, jets.weight,
+                               selected[name], selected[name])
+            assert v.selected is not None
+            return _Scored(nominal[name], v.scores[name], jets.weight, v.jets[name].weight,
+                           selected[name], v.selected[name])
+
+        summary = [_metrics_row("nominal", "nominal", scored(s0.name, None),
+                                _Scored.join([scored(b.name, None) for b in bkg]), thr)]
         for v in varied:
-            row = _metrics_row(v.key, v.kind, s0, bkg, nominal[s0.name], v.scores[s0.name],
-                               np.concatenate([v.scores[b.name] for b in bkg]), b_nom, thr)
+            row = _metrics_row(v.key, v.kind, scored(s0.name, v),
+                               _Scored.join([scored(b.name, v) for b in bkg]), thr)
             row["gate"] = "pass" if gate_reports[v.key].passed else "FAIL"
             row["gate_failed"] = list(gate_reports[v.key].failed_variables)
             summary.append(row)
         summary[0]["gate"] = "-"
 
-        # templates and fit
+        # templates and fit: each variation's jets in the region (its own selection)
+        in_sr = {n: replace(s, jets=s.jets[selected[n]]) for n, s in samples.items()}
+        nominal_sr = {n: nominal[n][selected[n]] for n in samples}
+        varied_sr = [v.in_region() for v in varied]
         with progress.step("templates and pyhf fit", 2) as adv:
             lo, hi = cfg["observable"]["range"]
             edges = np.linspace(lo, hi, int(cfg["observable"]["bins"]) + 1)
             h = T.book(edges, observable="score", label=f"{tagger.name} score")
-            for name, s in samples.items():
-                h = T.fill(h, nominal[name], name, NOMINAL, weight=s.jets.weight, clip=True)
-                for v in varied:
+            for name in samples:
+                h = T.fill(h, nominal_sr[name], name, NOMINAL,
+                           weight=in_sr[name].jets.weight, clip=True)
+                for v in varied_sr:
                     h = T.fill(h, v.scores[name], name, T.variation_name(v.name, v.direction),
                                weight=v.jets[name].weight, clip=True)
             templates = T.Templates({REGION: h})
@@ -376,7 +444,8 @@ def run(
         write_json(out / "summary.json", summary)
         with progress.step("plots and report", 1) as adv:
             figures = plots.make_all(
-                out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name
+                out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name,
+                region=(in_sr, nominal_sr, varied_sr) if region.cuts else None,
             )
             provenance = make_provenance(cfg, samples, tagger, seed)
             provenance["seconds"] = {v.key: round(v.seconds, 2) for v in varied}

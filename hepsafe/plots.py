@@ -58,12 +58,13 @@ def roc(path: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray
     plt = _plt()
     sig = [s for s in samples.values() if s.role == "signal"][0]
     bkg = [s for s in samples.values() if s.role == "background"]
-    wb = np.concatenate([b.jets.weight for b in bkg])
     fig, ax = plt.subplots(figsize=(6, 5))
-    curves = [("nominal", nominal)] + [(v.key, v.scores) for v in varied]
-    for i, (name, scores) in enumerate(curves):
+    nominal_jets = {name: s.jets for name, s in samples.items()}
+    curves = [("nominal", nominal, nominal_jets)] + [(v.key, v.scores, v.jets) for v in varied]
+    for i, (name, scores, jets) in enumerate(curves):
+        wb = np.concatenate([jets[b.name].weight for b in bkg])
         rc = metrics.roc_curve(scores[sig.name], np.concatenate([scores[b.name] for b in bkg]),
-                               sig.jets.weight, wb)
+                               jets[sig.name].weight, wb)
         ok = (rc.eps_b > 0) & (rc.eps_s > 0.05)
         ax.plot(rc.eps_s[ok], 1 / rc.eps_b[ok], lw=2.5 if i == 0 else 1.3,
                 color="k" if i == 0 else _color(i - 1), label=f"{name} (AUC {rc.auc():.3f})")
@@ -151,15 +152,19 @@ def impacts(path: Path, fit: Mapping[str, Any]) -> Path:
 
 def make_all(out: Path, samples: Mapping[str, Any], nominal: Mapping[str, np.ndarray],
              varied: Sequence[Any], gates: Mapping[str, Any], fit: Mapping[str, Any],
-             threshold: float, control_name: str) -> list[str]:
+             threshold: float, control_name: str, region: tuple[Any, Any, Any] | None = None,
+             ) -> list[str]:
     """Every figure of a run into ``out``; returns the file names (empty without the
-    ``plot`` extra)."""
+    ``plot`` extra). ``region``: ``(samples, nominal, varied)`` restricted to the signal
+    region, for the ROC and score plots (the control plot shows all control jets, as the
+    gate sees them)."""
     try:
         _plt()
     except ImportError:
         return []
-    files = [roc(out / "roc.png", samples, nominal, varied).name,
-             scores(out / "scores.png", samples, nominal, varied, threshold).name]
+    sr_samples, sr_nominal, sr_varied = region or (samples, nominal, varied)
+    files = [roc(out / "roc.png", sr_samples, sr_nominal, sr_varied).name,
+             scores(out / "scores.png", sr_samples, sr_nominal, sr_varied, threshold).name]
     if varied:
         files.append(control(out / "control.png", samples[control_name].jets,
                              nominal[control_name], varied, control_name, gates).name)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .io import write_text
 from .plots import CAPTIONS
+from .regions import Region
 from .report_tables import format_table, markdown_table
 
 SUMMARY_COLUMNS = [
@@ -71,6 +72,15 @@ def _gate_table(gates: Mapping[str, Any]) -> list[str]:
                             "corr. change", "failed checks"], rows, floatfmt=".4f")]
 
 
+def _region_lines(region: Region) -> list[str]:
+    if not region.cuts:
+        return []
+    return ["", f"Signal region: {region.describe()}, applied again to the jets of every "
+            "variation and attack: the templates, AUC and `fooled` use each one's jets in the "
+            "region, and the efficiencies are relative to the nominal jets in it (jets moved "
+            "out count as lost). The gate compares all control jets."]
+
+
 def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str, Any],
              fit: Mapping[str, Any], figures: Sequence[str],
              provenance: Mapping[str, Any]) -> str:
@@ -92,6 +102,7 @@ def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str,
         "eff_S/eff_B are the efficiencies at that fixed threshold, `d eff_S` the relative "
         "change of the signal efficiency, `fooled` the fraction of signal jets whose decision "
         f"flips, `gate` the control-region verdict on `{cfg['control']}`.",
+        *_region_lines(Region.from_dict(cfg["region"])),
         "",
         markdown_table(header, rows, floatfmt=".4f"),
         "",

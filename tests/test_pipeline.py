@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hepsafe import config, pipeline
+from hepsafe import config, metrics, pipeline, templates_io
+from hepsafe import templates as T
+from hepsafe import variations as V
 from hepsafe.datasets import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError, InputError, ModelError, OutputExistsError
+from hepsafe.tagger import OnnxTagger
 
 EXPECTED = {"report.md", "report.html", "roc.png", "scores.png", "control.png", "impacts.png",
             "workspace.json", "patch.json", "templates.root", "templates.json", "gate.json",
@@ -134,3 +137,45 @@ def test_unknown_variation_type(tmp_path):
     cfg = small_config(tmp_path / "o", variations=[{"type": "jes_magic"}])
     with pytest.raises(ConfigError, match="unknown variation type 'jes_magic'"):
         pipeline.run(cfg, quiet=True)
+
+
+def test_region_is_applied_to_each_variation(tmp_path):
+    """With a signal region, every variation's templates hold exactly its own jets inside
+    the box, and the summary's efficiencies are relative to the nominal jets in it."""
+    box = {"jet_pt": [500.0, 700.0], "jet_mass": [55.0, 105.0]}
+    cfg = small_config(tmp_path / "sr", attacks=[], region=box,
+                       observable={"bins": 5, "range": [0.0, 1.0]})
+    res = pipeline.run(cfg, quiet=True)
+    samples = pipeline.load_samples(cfg)
+    t = templates_io.read_templates(res.output / "templates.json")
+    cells = T.cell_contents(t)[pipeline.REGION]
+    tagger = OnnxTagger(cfg["tagger"]["model"])
+
+    def inside(jets):
+        return ((jets.pt > 500) & (jets.pt < 700) & (jets.mass > 55) & (jets.mass < 105))
+
+    rows = {r["name"]: r for r in res.summary}
+    sig = samples["W"].jets
+    s_nom = tagger.predict(sig)
+    thr = metrics.threshold_at_efficiency(s_nom[inside(sig)], 0.5, sig.weight[inside(sig)])
+    nominal_yield = sig.weight[inside(sig)].sum()
+    moved = 0
+    for direction, reg in (("up", "scale_all_up"), ("down", "scale_all_down")):
+        for name, s in samples.items():
+            varied = V.apply_variation(reg, s.jets, seed=cfg["seed"])
+            keep = inside(varied)
+            moved += int((keep != inside(s.jets)).sum())
+            values, _ = cells[(name, f"escale_{direction}")]
+            assert values.sum() == pytest.approx(varied.weight[keep].sum(), rel=1e-6)
+        varied = V.apply_variation(reg, sig, seed=cfg["seed"])
+        keep, score = inside(varied), tagger.predict(varied)
+        eff = varied.weight[keep & (score >= thr)].sum() / nominal_yield
+        assert rows[f"escale_{direction}"]["eff_sig"] == pytest.approx(eff, rel=1e-12)
+    assert moved > 0  # the energy scale moves jets across the box
+    for name, s in samples.items():
+        values, _ = cells[(name, "nominal")]
+        assert values.sum() == pytest.approx(s.jets.weight[inside(s.jets)].sum(), rel=1e-6)
+    assert rows["nominal"]["eff_sig"] == pytest.approx(
+        sig.weight[inside(sig) & (s_nom >= thr)].sum() / nominal_yield, rel=1e-12)
+    assert "Signal region: 500 < jet pT < 700 GeV, 55 < jet mass < 105 GeV" in (
+        res.output / "report.md").read_text()

@@ -1,0 +1,75 @@
+"""The signal region of a run: a box in the jet's own pT and mass.
+
+A variation or an attack changes the jets, so the region is applied again to each set of
+varied jets: a jet that a variation moves out of the box leaves the templates and the
+efficiencies, one that it moves in enters them (yield migration, as for any jet-energy
+variation in an analysis). Bounds are exclusive: ``low < x < high`` (the convention of the
+coffea step's ``mass_window``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .exceptions import ConfigError
+from .jets import JetBatch
+
+#: the observables a region can cut on, with their units
+OBSERVABLES = {"jet_pt": "GeV", "jet_mass": "GeV"}
+
+
+@dataclass(frozen=True)
+class Region:
+    """``jet_pt``, ``jet_mass``: ``(low, high)`` [GeV] or None (no cut on it)."""
+
+    jet_pt: tuple[float, float] | None = None
+    jet_mass: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for key in OBSERVABLES:
+            box = getattr(self, key)
+            if box is None:
+                continue
+            if len(box) != 2 or not all(np.isfinite(float(x)) for x in box):
+                raise ConfigError(f"region '{key}': expected [low, high] in GeV, got {box}")
+            lo, hi = (float(x) for x in box)
+            if not lo < hi:
+                raise ConfigError(f"region '{key}': need low < high, got [{lo}, {hi}]")
+            object.__setattr__(self, key, (lo, hi))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Region:
+        """From a config mapping ``{jet_pt: [low, high], jet_mass: [low, high]}`` (GeV)."""
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(OBSERVABLES))
+        if unknown:
+            raise ConfigError(f"region: unknown key(s) {unknown}; known: {list(OBSERVABLES)}")
+        return cls(**{k: tuple(v) for k, v in d.items()})
+
+    @property
+    def cuts(self) -> bool:
+        """Whether the region cuts at all."""
+        return self.jet_pt is not None or self.jet_mass is not None
+
+    def mask(self, jets: JetBatch) -> np.ndarray:
+        """Jets inside the region, bool ``(n_jets,)`` (all True without cuts)."""
+        keep = np.ones(len(jets), dtype=bool)
+        for box, x in ((self.jet_pt, jets.pt), (self.jet_mass, jets.mass)):
+            if box is not None:
+                keep &= (x > box[0]) & (x < box[1])
+        return keep
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """The cuts as a config mapping (only those set)."""
+        return {k: list(getattr(self, k)) for k in OBSERVABLES if getattr(self, k) is not None}
+
+    def describe(self) -> str:
+        """One line, e.g. ``500 < jet pT < 700 GeV, 55 < jet mass < 105 GeV`` or ``all jets``."""
+        parts = [f"{lo:g} < {k.replace('_', ' ').replace('pt', 'pT')} < {hi:g} GeV"
+                 for k in OBSERVABLES if (box := getattr(self, k)) is not None
+                 for lo, hi in [box]]
+        return ", ".join(parts) if parts else "all jets"
