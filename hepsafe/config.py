@@ -19,12 +19,13 @@ from .exceptions import ConfigError
 
 MODELS_DIR = Path(__file__).parent / "models"
 
+#: the tree read from each input file, per format (key 'tree' overrides it)
+TREES = {"hepsafe": "jets", "pfnano": "Events"}
+
 DEFAULTS: dict[str, Any] = {
     "seed": 1,
     "format": "hepsafe",
-    "tree": "jets",
     "collection": "FatJet",
-    "step_size": 10_000,
     "envelope": {"pt": 0.02, "eta": 0.02, "phi": 0.02},
     "variations": [],
     "attacks": [],
@@ -32,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "working_point": {"signal_efficiency": 0.5},
     "observable": {"bins": 10, "range": [0.0, 1.0]},
     "gate": {},
-    "fit": {"lumi_uncertainty": 0.0, "symmetrize": False},
+    "fit": {"lumi_uncertainty": 0.0, "symmetrize": True},
 }
 
 
@@ -79,6 +80,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
+    cfg.setdefault("tree", TREES[cfg["format"]])
     names = [s["name"] for s in cfg["samples"]]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -133,8 +135,32 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
                     f"{source}: key '{key}/{i}/name': '{name}' is used twice; give each a name"
                 )
             seen.add(name)
+    _check_variations_and_gate(cfg, source)
     cfg["output"] = _resolve(cfg["output"], Path.cwd())
     return RunConfig(raw=cfg, source=source)
+
+
+def _check_variations_and_gate(cfg: dict[str, Any], source: str) -> None:
+    """Variation types, options and names, at least one nuisance parameter, and the gate
+    settings: checked when the file is loaded, before any sample is read."""
+    from .exceptions import TemplateError
+    from .templates import check_name
+    from .validate import GateConfig
+    from .variations import configured_sides
+
+    if not cfg["variations"] and not cfg["attacks"]:
+        raise ConfigError(f"{source}: keys 'variations' and 'attacks' are both empty: give at "
+                          "least one (each becomes a nuisance parameter of the fit)")
+    for i, item in enumerate(cfg["variations"]):
+        try:
+            check_name(item["name"], "variation")
+            configured_sides(item)
+        except (ConfigError, TemplateError) as exc:
+            raise ConfigError(f"{source}: key 'variations/{i}': {exc}") from exc
+    try:
+        GateConfig.from_dict(cfg["gate"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: key 'gate': {exc}") from exc
 
 
 DEMO_CONFIG = Path(__file__).parent / "data" / "demo.yaml"

@@ -18,17 +18,28 @@ from .workspace import MODIFIER_SETTINGS, validate_workspace
 
 #: minuit's convergence tolerance (EDM < 0.002 * tolerance): mu-hat to ~1e-3 sigma
 MINUIT_TOLERANCE = 1e-3
+#: cap on MIGRAD's likelihood evaluations, in units of iminuit's own default for ``n`` free
+#: parameters (200 + 100 n + 5 n^2): a fit that does not converge within it fails fast and
+#: is retried (strategy 2, then SLSQP) instead of running to pyhf's 100000 calls
+MINUIT_CALLS_FACTOR = 5
+
+
+def minuit_max_calls(n_free: int) -> int:
+    """MIGRAD's call limit for ``n_free`` free parameters."""
+    return MINUIT_CALLS_FACTOR * (200 + 100 * n_free + 5 * n_free * n_free)
 
 
 @contextlib.contextmanager
-def minuit_backend(tolerance: float = MINUIT_TOLERANCE, strategy: int | None = None
-                   ) -> Iterator[None]:
-    """Run the block with pyhf's numpy backend and the minuit optimizer; restore after."""
+def minuit_backend(tolerance: float = MINUIT_TOLERANCE, strategy: int | None = None,
+                   maxiter: int | None = None) -> Iterator[None]:
+    """Run the block with pyhf's numpy backend and the minuit optimizer (``maxiter``:
+    MIGRAD's call limit, default pyhf's); restore after."""
     import pyhf
 
     tensorlib, optimizer = pyhf.get_backend()
+    extra = {} if maxiter is None else {"maxiter": int(maxiter)}
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0, tolerance=tolerance,
-                                                             strategy=strategy))
+                                                             strategy=strategy, **extra))
     try:
         yield
     finally:
@@ -114,9 +125,10 @@ def fit(model: Any, data: np.ndarray, fixed: Mapping[str, float] | None = None) 
     # weakly constrained parameters): retry with the more careful strategy 2, then with
     # scipy's SLSQP (no uncertainties: NaN, with a warning) before giving up
     result = None
+    calls = minuit_max_calls(len(mask) - int(sum(bool(m) for m in mask)))
     for options in ({}, {"strategy": 2}):
         try:
-            with minuit_backend(**options):
+            with minuit_backend(maxiter=calls, **options):
                 result, twice_nll = pyhf.infer.mle.fit(
                     data, model, init_pars=init, fixed_params=mask,
                     return_uncertainties=True, return_fitted_val=True,

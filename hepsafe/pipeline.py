@@ -140,7 +140,7 @@ def load_samples(cfg: RunConfig) -> dict[str, Sample]:
         batches = []
         for f in s["files"]:
             if cfg["format"] == "pfnano":
-                batches.append(read_pfnano(f, cfg["collection"]))
+                batches.append(read_pfnano(f, cfg["collection"], cfg["tree"]))
             else:
                 batches.append(read_root(f, cfg["tree"]))
         jets = JetBatch.concatenate(batches)
@@ -171,25 +171,6 @@ def make_envelope(cfg: RunConfig) -> Envelope:
     return Envelope(pt=e["pt"], eta=e["eta"], phi=e["phi"])
 
 
-def variation_sides(entry: dict[str, Any]) -> list[tuple[str, str]]:
-    """Registered variation names behind a config entry: ``[(direction, registry name)]``.
-
-    ``{type: scale_all}`` -> up and down (``scale_all_up``/``_down``); ``{type:
-    smear_energy}`` -> one-sided "up".
-    """
-    kind = entry["type"]
-    known = V.list_variations()
-    if f"{kind}_up" in known and f"{kind}_down" in known:
-        return [("up", f"{kind}_up"), ("down", f"{kind}_down")]
-    if kind in known:
-        return [("up", kind)]
-    two = sorted({k.rsplit("_", 1)[0] for k in known if k.endswith(("_up", "_down"))})
-    one = [k for k in known if not k.endswith(("_up", "_down"))]
-    raise ConfigError(
-        f"key 'variations': unknown variation type '{kind}' (known: {two + one})"
-    )
-
-
 def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, seed: int) -> Any:
     """The attack object for a config entry (``type`` and its options).
 
@@ -205,18 +186,23 @@ def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, s
         from .attacks.learned import LearnedAdversary
         from .config import MODELS_DIR
 
+        unknown = sorted(set(entry) - {"type", "name", "epsilon", "target", "model", "seed"})
+        if unknown:
+            raise ConfigError(f"attack 'learned': unknown option(s) {unknown}; known: "
+                              "['epsilon', 'target', 'model'] (the network is trained)")
+
         model = entry.get("model")
         if model is None:
             if Path(tagger.path).resolve() != (MODELS_DIR / "pfn.onnx").resolve():
                 raise ConfigError(
-                    f"key 'attacks' ('{entry['name']}'): the learned adversary needs 'model', an "
-                    "adversary trained against this tagger (examples/train_adversary.py)"
+                    "the learned adversary needs 'model', an adversary trained against this "
+                    "tagger (examples/train_adversary.py)"
                 )
             model = str(MODELS_DIR / "adversary_pfn.onnx")
         return LearnedAdversary.load(model, tagger, env if "epsilon" in entry else None)
     opts = {k: v for k, v in entry.items()
-            if k not in ("type", "name", "epsilon", "target", "model")}
-    return factory(entry["type"], tagger, env, seed=seed, **opts)
+            if k not in ("type", "name", "epsilon", "target", "model", "seed")}
+    return factory(entry["type"], tagger, env, seed=int(entry.get("seed", seed)), **opts)
 
 
 # --------------------------------------------------------------------------- output dir
@@ -323,9 +309,14 @@ def run(
     )
     envelope = make_envelope(cfg)
     region = Region.from_dict(cfg["region"])
-    for entry in cfg["variations"]:
-        variation_sides(entry)  # fail early on an unknown type
-    attacks = [(a, make_attack(a, tagger, envelope, seed)) for a in cfg["attacks"]]
+    sides = {e["name"]: V.configured_sides(e) for e in cfg["variations"]}  # checked at load
+    attacks = []
+    for i, entry in enumerate(cfg["attacks"]):
+        try:
+            attacks.append((entry, make_attack(entry, tagger, envelope, seed)))
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg.source}: key 'attacks/{i}' ('{entry['name']}'): "
+                              f"{exc}") from exc
 
     with Progress(quiet) as progress, output_dir(target, force) as out:
         with progress.step("reading samples", len(cfg["samples"])) as adv:
@@ -340,18 +331,19 @@ def run(
                 nominal[name] = tagger.predict(s.jets)
                 adv(1)
         varied: list[Varied] = []
-        n_var = sum(len(variation_sides(e)) for e in cfg["variations"])
+        n_var = sum(len(v) for v in sides.values())
         with progress.step("physics variations", max(n_var, 1) * len(samples)) as adv:
             for entry in cfg["variations"]:
-                for direction, reg in variation_sides(entry):
+                for direction, reg, options in sides[entry["name"]]:
                     t0 = time.perf_counter()
                     jets, scores = {}, {}
                     for name, s in samples.items():
-                        jets[name] = V.apply_variation(reg, s.jets, seed=seed)
+                        jets[name] = V.apply_variation(reg, s.jets, seed=seed, **options)
                         scores[name] = tagger.predict(jets[name])
                         adv(1)
                     varied.append(Varied(entry["name"], "variation", direction, jets, scores,
-                                         time.perf_counter() - t0, {"registry": reg},
+                                         time.perf_counter() - t0,
+                                         {"registry": reg, **options},
                                          region_masks(region, jets)))
         for entry, attack in attacks:
             with progress.step(f"attack {entry['name']}", len(samples)) as adv:
@@ -429,6 +421,7 @@ def run(
             wcfg = workspace.WorkspaceConfig(
                 signal=tuple(s.name for s in sig),
                 lumi=float(cfg["fit"]["lumi_uncertainty"]) or None,
+                symmetrize=bool(cfg["fit"]["symmetrize"]),
             )
             # the user-side view: a nominal-only workspace, and the patch adding our modifiers
             base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)

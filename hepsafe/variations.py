@@ -182,3 +182,42 @@ def apply_variation(name: str, jets: JetBatch, seed: int = 0, **overrides: Any) 
     if name not in VARIATIONS:
         raise ConfigError(f"unknown variation {name!r}; known: {list_variations()}")
     return VARIATIONS[name](jets, seed=seed, **overrides)
+
+
+def configured_sides(entry: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The registered variations behind a run-configuration entry ``{type, name, options}``:
+    ``[(direction, registry name, overrides), ...]``.
+
+    ``type: scale_all`` (``<type>_up`` and ``<type>_down`` registered) gives "up" and
+    "down"; a registered ``type`` (``smear_energy``) gives one side, "up". The other keys
+    of the entry are options of the variation (e.g. ``sigma``, ``p``, ``particle_class``);
+    for a two-sided scale, ``shift`` is the size (>= 0), applied as +shift up and -shift
+    down. ConfigError names an unknown type or option.
+    """
+    kind = entry["type"]
+    known = list_variations()
+    if f"{kind}_up" in known and f"{kind}_down" in known:
+        sides = [("up", f"{kind}_up"), ("down", f"{kind}_down")]
+    elif kind in known:
+        sides = [("up", kind)]
+    else:
+        two = sorted({k.rsplit("_", 1)[0] for k in known if k.endswith(("_up", "_down"))})
+        one = [k for k in known if not k.endswith(("_up", "_down"))]
+        raise ConfigError(f"unknown variation type '{kind}' (known: {two + one})")
+    options = {k: v for k, v in entry.items() if k not in ("type", "name")}
+    out = []
+    for direction, name in sides:
+        allowed = VARIATIONS[name].params
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"variation type '{kind}': unknown option(s) {unknown}, "
+                              f"expected some of {sorted(allowed)}")
+        overrides = dict(options)
+        if len(sides) == 2 and "shift" in overrides:
+            size = overrides["shift"]
+            if not isinstance(size, (int, float)) or not size >= 0:
+                raise ConfigError(f"variation type '{kind}': option 'shift' is the size of the "
+                                  f"two-sided shift, a number >= 0; got {size!r}")
+            overrides["shift"] = float(size) if direction == "up" else -float(size)
+        out.append((direction, name, overrides))
+    return out

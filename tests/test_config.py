@@ -18,6 +18,7 @@ GOOD = {
         {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)], "label": 0},
     ],
     "tagger": {"model": "pfn"},
+    "variations": [{"type": "scale_all", "name": "escale"}],
     "output": "out",
 }
 
@@ -83,6 +84,16 @@ BROKEN = [
      r"key 'region/jet_mass': need low < high"),
     ("unknown region cut", _broken(region={"jet_eta": [-2.0, 2.0]}), r"jet_eta"),
     ("region box of three", _broken(region={"jet_pt": [1.0, 2.0, 3.0]}), r"key 'region/jet_pt'"),
+    ("nothing to fit", _broken(variations=[]), r"'variations' and 'attacks' are both empty"),
+    ("unknown variation type", _broken(variations=[{"type": "jes_magic"}]),
+     r"key 'variations/0': unknown variation type 'jes_magic'"),
+    ("unknown variation option", _broken(variations=[{"type": "smear_energy", "sgima": 0.1}]),
+     r"key 'variations/0': variation type 'smear_energy': unknown option\(s\) \['sgima'\]"),
+    ("negative two-sided shift", _broken(variations=[{"type": "scale_all", "shift": -0.01}]),
+     r"key 'variations/0': .*'shift'"),
+    ("bad variation name", _broken(variations=[{"type": "scale_all", "name": "e scale"}]),
+     r"key 'variations/0': variation name 'e scale'"),
+    ("unknown gate option", _broken(gate={"ks_maximum": 0.1}), r"key 'gate': .*ks_maximum"),
 ]
 
 
@@ -103,3 +114,10 @@ def test_not_yaml_empty_and_missing(tmp_path):
         config.load(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         config.load(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_tree_default_follows_the_format(tmp_path):
+    assert config.load(_write(tmp_path, GOOD))["tree"] == "jets"
+    assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano"}))["tree"] == "Events"
+    assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano", "tree": "T"}))["tree"] == "T"
+    assert config.load(_write(tmp_path, GOOD))["fit"]["symmetrize"] is True

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hepsafe import config, metrics, pipeline, templates_io
@@ -133,17 +134,32 @@ def test_card_mismatch(tmp_path):
         pipeline.run(cfg, quiet=True)
 
 
-def test_unknown_variation_type(tmp_path):
-    cfg = small_config(tmp_path / "o", variations=[{"type": "jes_magic"}])
-    with pytest.raises(ConfigError, match="unknown variation type 'jes_magic'"):
+def test_attack_seed_and_learned_options():
+    tagger = OnnxTagger(config.MODELS_DIR / "pfn.onnx")
+    entry = {"type": "spsa", "name": "s"}
+    assert pipeline.make_attack(entry, tagger, None, 1).seed == 1  # the run's seed
+    assert pipeline.make_attack({**entry, "seed": 5}, tagger, None, 1).seed == 5
+    with pytest.raises(ConfigError, match=r"'learned': unknown option\(s\) \['steps'\]"):
+        pipeline.make_attack({"type": "learned", "name": "l", "steps": 3}, tagger, None, 1)
+
+
+def test_unknown_variation_type_and_attack_option(tmp_path):
+    with pytest.raises(ConfigError, match="test.yaml: key 'variations/0': unknown variation "
+                                          "type 'jes_magic'"):
+        small_config(tmp_path / "o", variations=[{"type": "jes_magic"}])
+    cfg = small_config(tmp_path / "o", attacks=[{"type": "fgsm", "steps": 3}])
+    with pytest.raises(ConfigError, match=r"test.yaml: key 'attacks/0' \('fgsm'\): .*steps"):
         pipeline.run(cfg, quiet=True)
+    assert not (tmp_path / "o").exists()
 
 
 def test_region_is_applied_to_each_variation(tmp_path):
     """With a signal region, every variation's templates hold exactly its own jets inside
     the box, and the summary's efficiencies are relative to the nominal jets in it."""
     box = {"jet_pt": [500.0, 700.0], "jet_mass": [55.0, 105.0]}
-    cfg = small_config(tmp_path / "sr", attacks=[], region=box,
+    variations = [{"type": "scale_all", "name": "escale", "shift": 0.03},
+                  {"type": "smear_energy", "name": "smear", "sigma": 0.05}]
+    cfg = small_config(tmp_path / "sr", attacks=[], region=box, variations=variations,
                        observable={"bins": 5, "range": [0.0, 1.0]})
     res = pipeline.run(cfg, quiet=True)
     samples = pipeline.load_samples(cfg)
@@ -159,19 +175,25 @@ def test_region_is_applied_to_each_variation(tmp_path):
     s_nom = tagger.predict(sig)
     thr = metrics.threshold_at_efficiency(s_nom[inside(sig)], 0.5, sig.weight[inside(sig)])
     nominal_yield = sig.weight[inside(sig)].sum()
+    edges = np.linspace(0.0, 1.0, 6)
     moved = 0
-    for direction, reg in (("up", "scale_all_up"), ("down", "scale_all_down")):
+    # the configured options are used: shift 0.03 (+ up, - down), sigma 0.05
+    for key, reg, options in (("escale_up", "scale_all_up", {"shift": 0.03}),
+                              ("escale_down", "scale_all_down", {"shift": -0.03}),
+                              ("smear_up", "smear_energy", {"sigma": 0.05})):
         for name, s in samples.items():
-            varied = V.apply_variation(reg, s.jets, seed=cfg["seed"])
+            varied = V.apply_variation(reg, s.jets, seed=cfg["seed"], **options)
             keep = inside(varied)
             moved += int((keep != inside(s.jets)).sum())
-            values, _ = cells[(name, f"escale_{direction}")]
-            assert values.sum() == pytest.approx(varied.weight[keep].sum(), rel=1e-6)
-        varied = V.apply_variation(reg, sig, seed=cfg["seed"])
+            values, _ = cells[(name, key)]
+            expected, _ = np.histogram(tagger.predict(varied)[keep], edges,
+                                       weights=varied.weight[keep].astype(np.float64))
+            np.testing.assert_allclose(values, expected, rtol=1e-6)
+        varied = V.apply_variation(reg, sig, seed=cfg["seed"], **options)
         keep, score = inside(varied), tagger.predict(varied)
         eff = varied.weight[keep & (score >= thr)].sum() / nominal_yield
-        assert rows[f"escale_{direction}"]["eff_sig"] == pytest.approx(eff, rel=1e-12)
-    assert moved > 0  # the energy scale moves jets across the box
+        assert rows[key]["eff_sig"] == pytest.approx(eff, rel=1e-12)
+    assert moved > 0  # the variations move jets across the box
     for name, s in samples.items():
         values, _ = cells[(name, "nominal")]
         assert values.sum() == pytest.approx(s.jets.weight[inside(s.jets)].sum(), rel=1e-6)

@@ -162,3 +162,19 @@ def test_batch_order_does_not_matter(small):
     a = variations.energy_smear(small, seed=2)[perm]
     b = variations.energy_smear(small[perm], seed=2)
     assert _bytes(a) == _bytes(b)
+
+
+def test_configured_sides_options_and_signs():
+    sides = variations.configured_sides({"type": "scale_all", "name": "e", "shift": 0.03})
+    assert [(d, n) for d, n, _ in sides] == [("up", "scale_all_up"), ("down", "scale_all_down")]
+    assert [o["shift"] for _, _, o in sides] == [0.03, -0.03]
+    assert variations.configured_sides({"type": "smear_energy"}) == [("up", "smear_energy", {})]
+    # a single registered side keeps its signed shift
+    assert variations.configured_sides({"type": "scale_photon_down", "shift": -0.01}) == [
+        ("up", "scale_photon_down", {"shift": -0.01})]
+    with pytest.raises(ConfigError, match="unknown option"):
+        variations.configured_sides({"type": "tracking_loss", "sigma": 0.1})
+    with pytest.raises(ConfigError, match="shift"):
+        variations.configured_sides({"type": "scale_all", "shift": -0.02})
+    with pytest.raises(ConfigError, match="unknown variation type 'jes'"):
+        variations.configured_sides({"type": "jes"})
