@@ -23,3 +23,16 @@ def test_ci_runs_the_readme_commands():
     for cmd in _readme_commands():
         assert cmd in ci, cmd
     assert "ruff check ." in ci
+
+
+def test_readme_table_is_what_the_demo_prints(tmp_path):
+    """The table under 'What you get' is the summary `hepsafe demo` prints, digit for digit."""
+    from hepsafe import config, pipeline, report
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("variation ") and "AUC" in ln)
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("```"))
+    cfg = config.load(config.DEMO_CONFIG)
+    cfg.raw["output"] = str(tmp_path / "demo")
+    result = pipeline.run(cfg, quiet=True)
+    assert report.summary_text(result.summary).strip().splitlines() == lines[start:end]
