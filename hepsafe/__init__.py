@@ -11,6 +11,7 @@ from . import (
     jets,
     limits,
     metrics,
+    regions,
     stats,
     tagger,
     templates,
@@ -21,6 +22,7 @@ from . import (
 from .envelope import Envelope
 from .jets import JetBatch
 from .perturb import Perturbation, Perturber, perturb
+from .regions import Region
 from .tagger import OnnxTagger
 from .templates import Templates
 from .validate import GateConfig, GateReport, gate
@@ -35,6 +37,7 @@ __all__ = [
     "OnnxTagger",
     "Perturbation",
     "Perturber",
+    "Region",
     "Templates",
     "WorkspaceConfig",
     "datasets",
@@ -47,6 +50,7 @@ __all__ = [
     "limits",
     "metrics",
     "perturb",
+    "regions",
     "stats",
     "tagger",
     "templates",

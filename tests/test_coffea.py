@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
-from hepsafe import nanoaod, tagger  # noqa: E402
+from hepsafe import nanoaod, tagger, variations  # noqa: E402
 from hepsafe import templates as T  # noqa: E402
 from hepsafe import workspace as W  # noqa: E402
 from hepsafe.coffea import (  # noqa: E402
@@ -36,8 +36,9 @@ from hepsafe.coffea import (  # noqa: E402
 )
 from hepsafe.coffea.run import SkippedFilesWarning  # noqa: E402
 from hepsafe.coffea.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
-from hepsafe.exceptions import InputError  # noqa: E402
+from hepsafe.exceptions import ConfigError, InputError  # noqa: E402
 from hepsafe.jets import JetBatch, write_root  # noqa: E402
+from hepsafe.regions import Region  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference")
 
@@ -222,6 +223,32 @@ def test_score_varied_selected_same_templates(files, proc, reference) -> None:
     assert inside.any() and not inside.all()
     score = ak.to_numpy(up.score)
     assert np.isfinite(score[inside]).all() and np.isnan(score[~inside]).all()
+
+
+def test_region_in_pt_and_mass_per_variation(files, jets: JetBatch) -> None:
+    """A region on jet pT and mass: each variation's templates hold exactly its jets inside
+    the box (its own varied pT and mass), for any chunking; mass_window is its shorthand."""
+    box = Region(jet_pt=(540.0, 660.0), jet_mass=(55.0, 105.0))
+    syst = [Systematic("escale", PhysicsShift("scale_all_up"), PhysicsShift("scale_all_down"))]
+    step = AdversarialSystematics(OnnxWrapper(), syst, region=box, samples={1: "W", 0: "QCD"})
+    whole = _run(files, AdversarialProcessor(step))
+    assert _cells(_run(files, AdversarialProcessor(step), chunksize=1000)) == _cells(whole)
+    h = whole["templates"]["SR"]
+    for variation, reg in (("nominal", None), ("escale_up", "scale_all_up"),
+                           ("escale_down", "scale_all_down")):
+        varied = jets if reg is None else variations.apply_variation(reg, jets)
+        inside = ((varied.pt > 540) & (varied.pt < 660) & (varied.mass > 55)
+                  & (varied.mass < 105))
+        for label, sample in ((1, "W"), (0, "QCD")):
+            n = int((inside & (varied.label == label)).sum())
+            assert h[:, sample, variation].sum().value == n  # unit weights
+    assert step.mass_window == (55.0, 105.0)
+    assert AdversarialSystematics(OnnxWrapper(), mass_window=(55, 105)).region == Region(
+        jet_mass=(55.0, 105.0))
+    with pytest.raises(ConfigError, match="give one"):
+        AdversarialSystematics(OnnxWrapper(), mass_window=(55, 105), region=box)
+    with pytest.raises(ConfigError, match="mass_window"):
+        AdversarialSystematics(OnnxWrapper(), mass_window=(105, 55))
 
 
 def test_futures_executor_bit_identical(files, proc, reference) -> None:

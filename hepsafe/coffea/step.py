@@ -17,7 +17,7 @@ PFNano the table has the events x jets structure of the collection. The step the
 - fills a template histogram (:meth:`AdversarialSystematics.fill`): observable x
   ``sample`` x ``variation`` with Weight storage, the layout of :mod:`hepsafe.templates`
   (``nominal``, ``<name>_up``, ``<name>_down``), each variation with its own region
-  selection (jet mass window recomputed on the varied jets).
+  selection (the region, jet pT and mass, recomputed on the varied jets).
 
 Everything per jet is keyed on (event, jet index), never on the chunk, so histograms are
 bit-identical for any chunking and executor (with integer-valued weights, whose sums are
@@ -38,6 +38,7 @@ import numpy as np
 from .. import templates as T
 from ..exceptions import ConfigError, TemplateError
 from ..jets import JetBatch
+from ..regions import Region
 from .inputs import JetSource, detect_source
 from .shifts import Systematic
 from .wrapper import OnnxWrapper
@@ -67,13 +68,16 @@ class AdversarialSystematics:
     ``tagger``: an :class:`OnnxWrapper` (default the reference PFN). ``systematics``: the
     :class:`~hepsafe.coffea.shifts.Systematic` s to evaluate (default none: nominal only).
     ``edges``: bins of the score, shape ``(n_bins + 1,)``; ``observable``/``label``: the axis
-    name and title. ``mass_window``: ``(low, high)`` jet mass [GeV] of the region, applied to
-    each variation's own jets (None: all jets). ``samples``: ``{truth label: sample name}``
-    splitting the jets by label (jets with other labels are not filled); None: one sample
-    named after the dataset. ``source``: the input format (None: detected per chunk).
-    ``collection``: the PFNano collection used when detecting ("FatJet" or "Jet").
+    name and title. ``region``: the signal region, a :class:`~hepsafe.regions.Region` (or
+    its mapping ``{jet_pt: [low, high], jet_mass: [low, high]}``, GeV), applied to each
+    variation's own jets (None: all jets); ``mass_window``: ``(low, high)`` jet mass [GeV],
+    shorthand for ``region=Region(jet_mass=mass_window)``. ``samples``: ``{truth label:
+    sample name}`` splitting the jets by label (jets with other labels are not filled);
+    None: one sample named after the dataset. ``source``: the input format (None:
+    detected per chunk). ``collection``: the PFNano collection used when detecting
+    ("FatJet" or "Jet").
     ``score_varied``: "all" scores every varied jet; "selected" scores a varied jet only
-    when it can enter the templates (its varied mass in the window, its label a booked
+    when it can enter the templates (its varied jet in the region, its label a booked
     sample), the others get NaN in the attached fields (cheaper; the templates are the
     same). Jets a variation leaves unchanged keep their nominal score in both modes.
     """
@@ -87,6 +91,7 @@ class AdversarialSystematics:
         observable: str = "score",
         label: str | None = None,
         mass_window: tuple[float, float] | None = None,
+        region: Region | Mapping[str, Any] | None = None,
         samples: Mapping[int, str] | None = None,
         source: JetSource | None = None,
         collection: str = "FatJet",
@@ -107,12 +112,18 @@ class AdversarialSystematics:
         T.book(self.edges, observable)  # checks the edges
         self.observable = observable
         self.label = label or f"{self.tagger.name} {observable}"
+        if mass_window is not None and region is not None:
+            raise ConfigError("options 'mass_window' and 'region': give one (the region's "
+                              "'jet_mass' is the mass window)")
         if mass_window is not None:
-            lo, hi = (float(x) for x in mass_window)
-            if not lo < hi:
-                raise ConfigError(f"option 'mass_window': expected (low, high), got {mass_window}")
-            mass_window = (lo, hi)
-        self.mass_window = mass_window
+            try:
+                region = Region(jet_mass=tuple(mass_window))
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise ConfigError(f"option 'mass_window': expected (low, high) in GeV, got "
+                                  f"{mass_window!r}") from exc
+        if region is not None and not isinstance(region, Region):
+            region = Region.from_dict(region)
+        self.region = region if region is not None else Region()
         self.samples = None if samples is None else {int(k): T.check_name(v, "sample")
                                                      for k, v in samples.items()}
         self.source = source
@@ -156,13 +167,15 @@ class AdversarialSystematics:
                 out[label] = _record(score, varied)
         return out
 
+    @property
+    def mass_window(self) -> tuple[float, float] | None:
+        """The region's jet mass window ``(low, high)`` [GeV], or None."""
+        return self.region.jet_mass
+
     def in_templates(self, jets: JetBatch) -> np.ndarray:
-        """Jets that can enter the templates, bool ``(n_jets,)``: mass [GeV] inside the
-        window (when set) and label one of the booked samples (when split by label)."""
-        keep = np.ones(len(jets), dtype=bool)
-        if self.mass_window is not None:
-            lo, hi = self.mass_window
-            keep &= (jets.mass > lo) & (jets.mass < hi)
+        """Jets that can enter the templates, bool ``(n_jets,)``: inside the region (jet pT
+        and mass [GeV]) and label one of the booked samples (when split by label)."""
+        keep = self.region.mask(jets)
         if self.samples:
             keep &= np.isin(jets.label, list(self.samples))
         return keep
@@ -230,7 +243,7 @@ class AdversarialSystematics:
 
     def selections(self, table: Any, dataset: str) -> list[tuple[str, str, Any, Any]]:
         """``[(sample, variation, score, weight), ...]``: flat per-jet arrays of the jets
-        that enter each template cell (sample by label or dataset, mass window per variation)."""
+        that enter each template cell (sample by label or dataset, region per variation)."""
         lib = _lib(table)
         if table.ndim == 2:
             table = lib.flatten(table, axis=1)
@@ -244,9 +257,10 @@ class AdversarialSystematics:
                 name, side = T.split_variation(variation)
                 rec = table["systematics", name, side]
             keep = None
-            if self.mass_window is not None:
-                lo, hi = self.mass_window
-                keep = (rec["mass"] > lo) & (rec["mass"] < hi)
+            for box, field in ((self.region.jet_pt, "pt"), (self.region.jet_mass, "mass")):
+                if box is not None:
+                    inside = (rec[field] > box[0]) & (rec[field] < box[1])
+                    keep = inside if keep is None else keep & inside
             groups: list[tuple[str, Any]] = (
                 [(s, label == k) for k, s in self.samples.items()] if self.samples
                 else [(dataset, None)]
