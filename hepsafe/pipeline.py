@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import hygiene, metrics, stats, templates_io, validate, workspace
+from . import hygiene, stats, templates_io, validate, workspace
 from . import templates as T
 from . import variations as V
 from .config import RunConfig
@@ -32,6 +32,7 @@ from .exceptions import ConfigError, InputError, OutputExistsError
 from .io import sha256sum, write_json, write_text
 from .jets import JetBatch, read_root
 from .regions import Region
+from .summary import summary_table
 from .tagger import OnnxTagger
 
 log = logging.getLogger("hepsafe.pipeline")
@@ -233,61 +234,6 @@ def output_dir(target: Path, force: bool) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- the run
-@dataclass(frozen=True)
-class _Scored:
-    """Nominal and varied scores of one set of jets (signal, or all background samples
-    joined), their weights and which of them are in the region, nominally and varied."""
-
-    s_nom: np.ndarray
-    s_var: np.ndarray
-    w_nom: np.ndarray
-    w_var: np.ndarray
-    in_nom: np.ndarray
-    in_var: np.ndarray
-
-    @classmethod
-    def join(cls, parts: list[_Scored]) -> _Scored:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("s_nom", "s_var", "w_nom", "w_var", "in_nom", "in_var")))
-
-    def efficiencies(self, thr: float) -> tuple[float, float]:
-        """(nominal, varied) efficiency at ``thr``: weight in the region with score >= thr
-        over the nominal weight in the region (jets a variation moves out count as lost)."""
-        total = self.w_nom[self.in_nom].sum()
-        if not total > 0:
-            return 0.0, 0.0
-        passed = [w[sel & (s >= thr)].sum() for s, w, sel in
-                  ((self.s_nom, self.w_nom, self.in_nom), (self.s_var, self.w_var, self.in_var))]
-        return float(passed[0] / total), float(passed[1] / total)
-
-
-def _metrics_row(name: str, kind: str, sig: _Scored, bkg: _Scored,
-                 thr: float) -> dict[str, Any]:
-    """One summary row: AUC of the jets in the region, efficiencies at ``thr`` relative to
-    the nominal jets in the region, the change of eps_S / sqrt(eps_B), and the fraction of
-    signal jets (in the region nominally or varied) whose decision "in the region and score
-    >= thr" flips."""
-    eff_s0, eff_s = sig.efficiencies(thr)
-    eff_b0, eff_b = bkg.efficiencies(thr)
-    signif = eff_s / np.sqrt(eff_b) if eff_b > 0 else float("inf")
-    signif0 = eff_s0 / np.sqrt(eff_b0) if eff_b0 > 0 else float("inf")
-    either = sig.in_nom | sig.in_var
-    decision = [np.where(sel & (s >= thr), 1.0, 0.0)[either] for s, sel in
-                ((sig.s_nom, sig.in_nom), (sig.s_var, sig.in_var))]
-    fool = metrics.fooling_rate(decision[0], decision[1], 0.5, sig.w_nom[either])
-    return {
-        "name": name,
-        "kind": kind,
-        "auc": metrics.roc_auc(sig.s_var[sig.in_var], bkg.s_var[bkg.in_var],
-                               sig.w_var[sig.in_var], bkg.w_var[bkg.in_var]),
-        "eff_sig": eff_s,
-        "eff_bkg": eff_b,
-        "rel_eff_sig": eff_s / eff_s0 - 1 if eff_s0 > 0 else 0.0,
-        "sig_over_sqrt_bkg_change": signif / signif0 - 1 if np.isfinite(signif0) else 0.0,
-        "fooling_rate_sig": fool.rate,
-    }
-
-
 def region_masks(region: Region, jets: dict[str, JetBatch]) -> dict[str, np.ndarray]:
     """Per sample, its jets inside ``region``, bool ``(n_jets,)``."""
     return {name: region.mask(j) for name, j in jets.items()}
@@ -323,7 +269,6 @@ def run(
             samples = load_samples(cfg)
             adv(len(samples))
         sig = [s for s in samples.values() if s.role == "signal"]
-        bkg = [s for s in samples.values() if s.role == "background"]
         control = samples[cfg["control"]]
         with progress.step("nominal inference", len(samples)) as adv:
             nominal = {}
@@ -375,29 +320,12 @@ def run(
         # metrics at the working point of the first signal sample, set on its nominal jets
         # in the region
         selected = region_masks(region, {n: s.jets for n, s in samples.items()})
-        s0 = sig[0]
-        wp_eff = float(cfg["working_point"]["signal_efficiency"])
-        sel0 = selected[s0.name]
-        thr = metrics.threshold_at_efficiency(nominal[s0.name][sel0], wp_eff,
-                                              s0.jets.weight[sel0])
-
-        def scored(name: str, v: Varied | None) -> _Scored:
-            jets = samples[name].jets
-            if v is None:
-                return _Scored(nominal[name], nominal[name], jets.weight, jets.weight,
-                               selected[name], selected[name])
-            assert v.selected is not None
-            return _Scored(nominal[name], v.scores[name], jets.weight, v.jets[name].weight,
-                           selected[name], v.selected[name])
-
-        summary = [_metrics_row("nominal", "nominal", scored(s0.name, None),
-                                _Scored.join([scored(b.name, None) for b in bkg]), thr)]
-        for v in varied:
-            row = _metrics_row(v.key, v.kind, scored(s0.name, v),
-                               _Scored.join([scored(b.name, v) for b in bkg]), thr)
-            row["gate"] = "pass" if gate_reports[v.key].passed else "FAIL"
-            row["gate_failed"] = list(gate_reports[v.key].failed_variables)
-            summary.append(row)
+        thr, summary = summary_table(samples, nominal, selected, varied,
+                                     float(cfg["working_point"]["signal_efficiency"]))
+        for row in summary[1:]:
+            rep = gate_reports[row["name"]]
+            row["gate"] = "pass" if rep.passed else "FAIL"
+            row["gate_failed"] = list(rep.failed_variables)
         summary[0]["gate"] = "-"
 
         # templates and fit: each variation's jets in the region (its own selection)
