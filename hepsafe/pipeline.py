@@ -278,12 +278,16 @@ def run(
         varied: list[Varied] = []
         n_var = sum(len(v) for v in sides.values())
         with progress.step("physics variations", max(n_var, 1) * len(samples)) as adv:
-            for entry in cfg["variations"]:
+            for i, entry in enumerate(cfg["variations"]):
                 for direction, reg, options in sides[entry["name"]]:
                     t0 = time.perf_counter()
                     jets, scores = {}, {}
                     for name, s in samples.items():
-                        jets[name] = V.apply_variation(reg, s.jets, seed=seed, **options)
+                        try:
+                            jets[name] = V.apply_variation(reg, s.jets, seed=seed, **options)
+                        except ConfigError as exc:
+                            raise ConfigError(f"{cfg.source}: key 'variations/{i}' "
+                                              f"('{entry['name']}'): {exc}") from exc
                         scores[name] = tagger.predict(jets[name])
                         adv(1)
                     varied.append(Varied(entry["name"], "variation", direction, jets, scores,

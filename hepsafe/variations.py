@@ -213,6 +213,11 @@ def configured_sides(entry: Mapping[str, Any]) -> list[tuple[str, str, dict[str,
             raise ConfigError(f"variation type '{kind}': unknown option(s) {unknown}, "
                               f"expected some of {sorted(allowed)}")
         overrides = dict(options)
+        for key, value in overrides.items():
+            if isinstance(allowed[key], float) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"variation type '{kind}': option '{key}' must be a number, "
+                                  f"got {value!r}")
         if len(sides) == 2 and "shift" in overrides:
             size = overrides["shift"]
             if not isinstance(size, (int, float)) or not size >= 0:

@@ -93,6 +93,9 @@ BROKEN = [
      r"key 'variations/0': .*'shift'"),
     ("bad variation name", _broken(variations=[{"type": "scale_all", "name": "e scale"}]),
      r"key 'variations/0': variation name 'e scale'"),
+    ("variation option not a number",
+     _broken(variations=[{"type": "smear_angle", "sigma": "wide"}]),
+     r"key 'variations/0': variation type 'smear_angle': option 'sigma' must be a number"),
     ("unknown gate option", _broken(gate={"ks_maximum": 0.1}), r"key 'gate': .*ks_maximum"),
 ]
 

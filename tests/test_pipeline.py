@@ -122,6 +122,11 @@ def test_empty_input_file(tmp_path):
     with pytest.raises(InputError, match=r"samples/0.*empty\.root"):
         pipeline.run(cfg, quiet=True)
     assert not (tmp_path / "o").exists()
+    cfg = small_config(tmp_path / "o", variations=[{"type": "smear_energy", "sigma": 2.0}])
+    with pytest.raises(ConfigError, match=r"test.yaml: key 'variations/0' \('smear_energy'\): "
+                                          r"option 'sigma' must be in"):
+        pipeline.run(cfg, quiet=True)
+    assert not (tmp_path / "o").exists()
 
 
 def test_card_mismatch(tmp_path):
