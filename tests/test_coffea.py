@@ -30,6 +30,7 @@ from hepsafe.coffea import (  # noqa: E402
     OnnxWrapper,
     PhysicsShift,
     Systematic,
+    physics_systematic,
     run_apply_to_fileset,
     run_fileset,
     to_templates,
@@ -249,6 +250,20 @@ def test_region_in_pt_and_mass_per_variation(files, jets: JetBatch) -> None:
         AdversarialSystematics(OnnxWrapper(), mass_window=(55, 105), region=box)
     with pytest.raises(ConfigError, match="mass_window"):
         AdversarialSystematics(OnnxWrapper(), mass_window=(105, 55))
+
+
+def test_physics_systematic_as_in_a_run_configuration(jets: JetBatch) -> None:
+    sub, w = jets[:300], OnnxWrapper()
+    escale = physics_systematic("escale", "scale_all", shift=0.03)
+    (up_label, up), (down_label, down) = escale.sides()
+    assert (up_label, down_label) == ("escale_up", "escale_down")
+    for shift, sign in ((up, 1.0), (down, -1.0)):
+        expected = variations.apply_variation(shift.variation, sub, shift=sign * 0.03)
+        assert np.array_equal(shift(sub, w).flat("pt"), expected.flat("pt"))
+    smear = physics_systematic("smear", "smear_energy", seed=4, sigma=0.05)
+    assert smear.down is None and smear.up == PhysicsShift("smear_energy", 4, {"sigma": 0.05})
+    with pytest.raises(ConfigError, match="unknown option"):
+        physics_systematic("t", "tracking_loss", sigma=0.1)
 
 
 def test_futures_executor_bit_identical(files, proc, reference) -> None:

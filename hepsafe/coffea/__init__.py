@@ -31,7 +31,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from .inputs import JetSource, detect_source
 from .processor import AdversarialProcessor, scale_samples, to_templates
 from .run import RunReport, run_apply_to_fileset, run_fileset
-from .shifts import AttackShift, LearnedShift, PhysicsShift, Shift, Systematic, default_systematics
+from .shifts import (
+    AttackShift,
+    LearnedShift,
+    PhysicsShift,
+    Shift,
+    Systematic,
+    default_systematics,
+    physics_systematic,
+)
 from .step import AdversarialSystematics
 from .wrapper import OnnxWrapper
 
@@ -47,6 +55,7 @@ __all__ = [
     "Shift",
     "Systematic",
     "default_systematics",
+    "physics_systematic",
     "detect_source",
     "run_apply_to_fileset",
     "run_fileset",

@@ -36,7 +36,7 @@ from ..jets import JetBatch
 from ..perturb import Perturber
 from ..tagger import MODELS_DIR
 from ..templates import check_name
-from ..variations import VARIATIONS, apply_variation, list_variations
+from ..variations import VARIATIONS, apply_variation, configured_sides, list_variations
 from .wrapper import OnnxWrapper
 
 #: the learned adversary shipped with the package (exported to ONNX, with its card)
@@ -213,14 +213,26 @@ class Systematic:
         return out
 
 
+def physics_systematic(name: str, variation: str, seed: int = 0,
+                       **options: Any) -> Systematic:
+    """The systematic ``name`` of a physics variation type, as a run configuration's
+    ``{type: variation, name: name, **options}`` entry: a two-sided type (``scale_all``)
+    gives up and down, a one-sided one (``smear_energy``) up only; ``options`` as there
+    (``shift`` is the size of a two-sided scale, applied as +shift up and -shift down;
+    ``sigma``, ``p``, ``particle_class``). ConfigError names an unknown type or option."""
+    sides = configured_sides({"type": variation, "name": name, **options})
+    shifts = [PhysicsShift(reg, seed, opts) for _, reg, opts in sides]
+    return Systematic(name, *shifts)
+
+
 def default_systematics(seed: int = 1, adversary: bool | None = None) -> list[Systematic]:
     """Physics variations ``escale`` (constituent momentum scale up/down), ``smear`` (2 %
     momentum smear) and ``tracking`` (2 % charged-track loss), plus ``adversary`` (the
     shipped learned adversary; None: when its model file exists)."""
     out = [
-        Systematic("escale", PhysicsShift("scale_all_up"), PhysicsShift("scale_all_down")),
-        Systematic("smear", PhysicsShift("smear_energy", seed)),
-        Systematic("tracking", PhysicsShift("tracking_loss", seed)),
+        physics_systematic("escale", "scale_all", seed),
+        physics_systematic("smear", "smear_energy", seed),
+        physics_systematic("tracking", "tracking_loss", seed),
     ]
     if adversary or (adversary is None and ADVERSARY_MODEL.exists()):
         out.append(Systematic("adversary", LearnedShift()))
