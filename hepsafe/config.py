@@ -16,6 +16,7 @@ import yaml
 
 from . import schemas
 from .exceptions import ConfigError
+from .regions import Region
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -116,10 +117,10 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
     lo, hi = cfg["observable"]["range"]
     if not lo < hi:
         raise ConfigError(f"{source}: key 'observable/range': need low < high, got [{lo}, {hi}]")
-    for key, (lo, hi) in cfg["region"].items():
-        if not lo < hi:
-            raise ConfigError(f"{source}: key 'region/{key}': need low < high [GeV], got "
-                              f"[{lo}, {hi}]")
+    try:
+        Region.from_dict(cfg["region"])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: key 'region': {exc}") from exc
     for i, item in enumerate(cfg["attacks"]):
         if "model" in item:
             m = Path(_resolve(item["model"], base))

@@ -55,13 +55,20 @@ class Region:
         """Whether the region cuts at all."""
         return self.jet_pt is not None or self.jet_mass is not None
 
+    def select(self, pt: Any, mass: Any) -> Any:
+        """Inside the region, from jet ``pt`` and ``mass`` [GeV] of any array library with
+        comparisons and ``&`` (numpy, awkward, dask-awkward); None without cuts."""
+        keep = None
+        for box, x in ((self.jet_pt, pt), (self.jet_mass, mass)):
+            if box is not None:
+                inside = (x > box[0]) & (x < box[1])
+                keep = inside if keep is None else keep & inside
+        return keep
+
     def mask(self, jets: JetBatch) -> np.ndarray:
         """Jets inside the region, bool ``(n_jets,)`` (all True without cuts)."""
-        keep = np.ones(len(jets), dtype=bool)
-        for box, x in ((self.jet_pt, jets.pt), (self.jet_mass, jets.mass)):
-            if box is not None:
-                keep &= (x > box[0]) & (x < box[1])
-        return keep
+        keep = self.select(jets.pt, jets.mass)
+        return np.ones(len(jets), dtype=bool) if keep is None else np.asarray(keep)
 
     def to_dict(self) -> dict[str, list[float]]:
         """The cuts as a config mapping (only those set)."""

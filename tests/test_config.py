@@ -81,7 +81,7 @@ BROKEN = [
     ("missing card file", _broken(tagger={"model": "pfn", "card": "nope.json"}),
      r"key 'tagger/card': no such file"),
     ("empty region box", _broken(region={"jet_mass": [105.0, 55.0]}),
-     r"key 'region/jet_mass': need low < high"),
+     r"key 'region': region 'jet_mass': need low < high"),
     ("unknown region cut", _broken(region={"jet_eta": [-2.0, 2.0]}), r"jet_eta"),
     ("region box of three", _broken(region={"jet_pt": [1.0, 2.0, 3.0]}), r"key 'region/jet_pt'"),
     ("nothing to fit", _broken(variations=[]), r"'variations' and 'attacks' are both empty"),

@@ -256,11 +256,7 @@ class AdversarialSystematics:
             else:
                 name, side = T.split_variation(variation)
                 rec = table["systematics", name, side]
-            keep = None
-            for box, field in ((self.region.jet_pt, "pt"), (self.region.jet_mass, "mass")):
-                if box is not None:
-                    inside = (rec[field] > box[0]) & (rec[field] < box[1])
-                    keep = inside if keep is None else keep & inside
+            keep = self.region.select(rec["pt"], rec["mass"])
             groups: list[tuple[str, Any]] = (
                 [(s, label == k) for k, s in self.samples.items()] if self.samples
                 else [(dataset, None)]
