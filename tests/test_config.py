@@ -124,3 +124,17 @@ def test_tree_default_follows_the_format(tmp_path):
     assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano"}))["tree"] == "Events"
     assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano", "tree": "T"}))["tree"] == "T"
     assert config.load(_write(tmp_path, GOOD))["fit"]["symmetrize"] is True
+
+
+def test_run_md_example_loads(tmp_path):
+    """The annotated example of docs/RUN.md is a valid configuration."""
+    import re
+    import shutil
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "RUN.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLE_FILE, tmp_path / "data" / "sample.root")
+    cfg = config.load(_write(tmp_path, block))
+    assert {a["type"] for a in cfg["attacks"]} == {"fgsm", "pgd", "spsa", "greedy", "learned"}
+    assert cfg["region"] == {"jet_mass": [55.0, 105.0]} and cfg["fit"]["symmetrize"] is True
