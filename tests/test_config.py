@@ -138,3 +138,9 @@ def test_run_md_example_loads(tmp_path):
     cfg = config.load(_write(tmp_path, block))
     assert {a["type"] for a in cfg["attacks"]} == {"fgsm", "pgd", "spsa", "greedy", "learned"}
     assert cfg["region"] == {"jet_mass": [55.0, 105.0]} and cfg["fit"]["symmetrize"] is True
+
+
+def test_region_demo_example_loads():
+    cfg = config.load(Path(__file__).resolve().parent.parent / "examples" / "region_demo.yaml")
+    assert cfg["region"] == {"jet_mass": [55.0, 105.0]}
+    assert Path(cfg["samples"][0]["files"][0]).resolve() == SAMPLE_FILE.resolve()
