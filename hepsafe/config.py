@@ -91,6 +91,9 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
         if role not in roles:
             raise ConfigError(f"{source}: key 'samples': no sample with role '{role}'")
     for i, s in enumerate(cfg["samples"]):
+        if cfg["format"] == "pfnano" and s.get("label", -1) != -1:
+            raise ConfigError(f"{source}: key 'samples/{i}/label': PFNano jets carry no truth "
+                              "label (all -1); drop 'label' and give each sample its own files")
         s["files"] = [_resolve(f, base) for f in s["files"]]
         for j, f in enumerate(s["files"]):
             if not Path(f).exists():

@@ -96,6 +96,8 @@ BROKEN = [
     ("variation option not a number",
      _broken(variations=[{"type": "smear_angle", "sigma": "wide"}]),
      r"key 'variations/0': variation type 'smear_angle': option 'sigma' must be a number"),
+    ("truth label on PFNano", _broken(format="pfnano"),
+     r"key 'samples/0/label': PFNano jets carry no truth label"),
     ("unknown gate option", _broken(gate={"ks_maximum": 0.1}), r"key 'gate': .*ks_maximum"),
 ]
 
@@ -121,8 +123,10 @@ def test_not_yaml_empty_and_missing(tmp_path):
 
 def test_tree_default_follows_the_format(tmp_path):
     assert config.load(_write(tmp_path, GOOD))["tree"] == "jets"
-    assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano"}))["tree"] == "Events"
-    assert config.load(_write(tmp_path, {**GOOD, "format": "pfnano", "tree": "T"}))["tree"] == "T"
+    nano = {**GOOD, "format": "pfnano",
+            "samples": [{k: v for k, v in s.items() if k != "label"} for s in GOOD["samples"]]}
+    assert config.load(_write(tmp_path, nano))["tree"] == "Events"
+    assert config.load(_write(tmp_path, {**nano, "tree": "T"}))["tree"] == "T"
     assert config.load(_write(tmp_path, GOOD))["fit"]["symmetrize"] is True
 
 
