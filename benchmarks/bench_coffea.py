@@ -12,6 +12,11 @@ with the iterative executor on the shipped sample written in the project's tree 
 the same chunk size (default: the whole file in one chunk, as coffea's default chunk size
 of 100k entries would), one ONNX Runtime thread. Prints seconds, jets per second and the
 ratios to ``nominal`` (the acceptance bound is 3).
+
+``--parts`` also times the learned shift's pieces on the same jets, side by side: the
+adversary's forward pass with the shipped graph and with the earlier graph layout of the same
+weights (``tests/data/adversary_pfn_old_layout.onnx``), and the whole shift with its inputs
+computed afresh or reused from the tagger's inputs of the nominal jets (what the step does).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--adversary", default=None,
                    help="learned adversary ONNX file (default: the shipped one, if any)")
+    p.add_argument("--parts", action="store_true",
+                   help="also time the learned shift's pieces (graph layouts, input reuse)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message="Missing cross-reference")
     model = Path(args.adversary) if args.adversary else ADVERSARY_MODEL
@@ -103,7 +110,53 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(jets) / best[name]:8.0f} {best[name] / best['nominal']:6.2f}")
     for name in ("all", "selected"):
         print(f"ratio {name} / nominal: {best[name] / best['nominal']:.2f} (bound 3)")
+    if args.parts and adversary:
+        parts(jets, adversary, args.rounds)
     return 0
+
+
+def _best(fn, rounds: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def parts(jets, adversary: Path, rounds: int) -> None:
+    """Seconds of the learned shift's pieces on ``jets`` (best of ``rounds``)."""
+    import onnxruntime as ort
+
+    from hepsafe.attacks.adversary_onnx import adversary_inputs
+    from hepsafe.tagger import run_fixed_batches
+
+    wrapper, shift = OnnxWrapper(), LearnedShift(adversary)
+    adv = shift.adversary
+    inputs, _ = adversary_inputs(jets, adv.n_max, adv.features, adv.envelope)
+    old = Path(__file__).resolve().parent.parent / "tests" / "data" / (
+        "adversary_pfn_old_layout.onnx")
+    graphs = {"shipped graph": str(adversary)}
+    if old.exists() and adversary == ADVERSARY_MODEL:
+        graphs["earlier layout"] = str(old)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    print(f"learned shift on {len(jets)} jets, best of {rounds}:")
+    forward = {}
+    for label, path in graphs.items():
+        sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+        forward[label] = _best(lambda s=sess: run_fixed_batches(
+            inputs, shift.batch_size, lambda b: s.run(None, b)[0]), rounds)
+        print(f"  forward pass, {label:<15} {forward[label]:7.3f} s")
+    if len(forward) == 2:
+        ratio = forward["earlier layout"] / forward["shipped graph"]
+        print(f"  ratio earlier / shipped: {ratio:.2f}")
+    nominal = wrapper.inputs_of(jets.parts)
+    fresh = _best(lambda: shift.vary(jets, wrapper, None), rounds)
+    reused = _best(lambda: shift.vary(jets, wrapper, nominal), rounds)
+    print(f"  whole shift, inputs afresh  {fresh:7.3f} s")
+    print(f"  whole shift, inputs reused  {reused:7.3f} s   ratio {fresh / reused:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 A variation or an attack changes the jets, so the region is applied again to each set of
 varied jets: a jet that a variation moves out of the box leaves the templates and the
 efficiencies, one that it moves in enters them (yield migration, as for any jet-energy
-variation in an analysis). Bounds are exclusive: ``low < x < high`` (the convention of the
-coffea step's ``mass_window``).
+variation in an analysis). Bounds are exclusive: ``low < x < high``. The run configuration's
+``region`` and the coffea step's ``region`` (``mass_window`` its shorthand) are this box.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -665,6 +665,25 @@ class OnnxTagger:
         inputs = self.inputs_from_padded(torch, padded)
         outs = module(**inputs)
         return _score_torch(outs[self.output.name], self.output, kind)
+
+
+def run_fixed_batches(inputs: Mapping[str, np.ndarray], batch_size: int,
+                      run: Callable[[dict[str, np.ndarray]], np.ndarray]) -> np.ndarray:
+    """``run`` on consecutive batches of exactly ``batch_size`` rows of ``inputs`` (``{name:
+    (n, ...)}``, n >= 1; the last batch padded by repeating its last row), the outputs of
+    the real rows concatenated, shape ``(n, ...)``. ONNX Runtime can round a row
+    differently for another batch size; with one size, a jet's result never depends on how
+    the data were chunked."""
+    n = len(next(iter(inputs.values())))
+    out = []
+    for start in range(0, n, batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        m = len(next(iter(batch.values())))
+        if m < batch_size:
+            batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - m, axis=0)])
+                     for k, v in batch.items()}
+        out.append(run(batch)[:m])
+    return np.concatenate(out, axis=0)
 
 
 def _used_columns(ns: Any, mask: Any) -> int:

@@ -34,7 +34,7 @@ from ..envelope import Envelope
 from ..exceptions import ConfigError
 from ..jets import JetBatch
 from ..perturb import Perturber
-from ..tagger import MODELS_DIR
+from ..tagger import MODELS_DIR, run_fixed_batches
 from ..templates import check_name
 from ..variations import VARIATIONS, apply_variation, configured_sides, list_variations
 from .wrapper import OnnxWrapper
@@ -136,16 +136,8 @@ class LearnedShift:
             if name is not None and mask is not None:
                 padded = {"features": tagger_inputs[name], "mask": tagger_inputs[mask]}
         inputs, index = adversary_inputs(jets, adv.n_max, adv.features, adv.envelope, padded)
-        bs, n = self.batch_size, len(jets)
-        out = []
-        for start in range(0, n, bs):
-            batch = {k: v[start : start + bs] for k, v in inputs.items()}
-            m = len(batch["mask"])
-            if m < bs:
-                batch = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
-                         for k, v in batch.items()}
-            out.append(adv.padded_delta(batch)[:m])
-        delta = flat_delta(np.concatenate(out), index, n_c)
+        padded_delta = run_fixed_batches(inputs, self.batch_size, adv.padded_delta)
+        delta = flat_delta(padded_delta, index, n_c)
         # one pass of the kernels: clip to the envelope, restore jet pT and mass, build jets
         return perturber.apply(delta).jets
 

@@ -25,7 +25,14 @@ import numpy as np
 from coffea.ml_tools.helper import numpy_call_wrapper
 
 from ..exceptions import InputError, ModelError
-from ..tagger import MODELS_DIR, OnnxTagger, _proba_np, card_path, load_card
+from ..tagger import (
+    MODELS_DIR,
+    OnnxTagger,
+    _proba_np,
+    card_path,
+    load_card,
+    run_fixed_batches,
+)
 
 #: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
 PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
@@ -194,17 +201,10 @@ class OnnxWrapper(numpy_call_wrapper):
         if n == 0:
             return np.zeros(0, dtype=np.float32)
         tagger._check_finite(inputs, 0)
-        bs = int(self.options["batch_size"])
         name = tagger.output.name
-        outs = []
-        for start in range(0, n, bs):
-            batch = {k: v[start : start + bs] for k, v in inputs.items()}
-            m = len(next(iter(batch.values())))
-            if m < bs:  # fixed batch size: results never depend on the chunking
-                batch = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
-                         for k, v in batch.items()}
-            outs.append(tagger.run(batch, [name])[name][:m])
-        probs = _proba_np(np.concatenate(outs, axis=0), tagger.output)
+        raw = run_fixed_batches(inputs, int(self.options["batch_size"]),
+                                lambda batch: tagger.run(batch, [name])[name])
+        probs = _proba_np(raw, tagger.output)
         bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(bad):
             raise ModelError(f"tagger '{tagger.name}' gave non-finite scores for jet(s) "
