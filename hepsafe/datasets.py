@@ -114,6 +114,57 @@ ECAL_CELL = (0.0174, 2 * np.pi / 360)
 HCAL_CELL = (0.087, 2 * np.pi / 72)
 
 
+def _cells(eta: np.ndarray, phi: np.ndarray, cell: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Calorimeter cell indices ``(i_eta, i_phi)`` of directions ``(eta, phi)``, int64."""
+    n_phi = int(round(2 * np.pi / cell[1]))
+    i_eta = np.floor(eta / cell[0]).astype(np.int64)
+    i_phi = np.floor((phi + np.pi) / cell[1]).astype(np.int64) % n_phi
+    return i_eta, i_phi
+
+
+def merge_cells(
+    e: np.ndarray, eta: np.ndarray, phi: np.ndarray, calo: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Sum the energies of neutral particles that hit the same calorimeter cell.
+
+    ``e`` [GeV], ``eta``, ``phi`` [rad] and ``calo`` (0 ECAL, 1 HCAL) have shape ``(n,)``.
+    Returns one cluster per hit cell, arrays ``(n_cells,)``: ``energy`` (the summed true
+    energy), ``eta`` and ``phi`` (the cell centre) and ``calo``, ordered by (calo, i_eta,
+    i_phi). A calorimeter measures a cell's deposit, not the particles in it: two photons
+    in one ECAL crystal are one cluster. An HCAL tower spans 5 x 5 ECAL crystals, so the
+    centre of its middle crystal is the tower's centre: an ECAL deposit there, in a tower
+    that holds a neutral hadron, is counted in that hadron's cluster (one shower, as
+    particle flow links an ECAL cluster to the HCAL cluster behind it), so no two
+    clusters ever share a position.
+    """
+    n_phi = [int(round(2 * np.pi / c[1])) for c in (ECAL_CELL, HCAL_CELL)]
+    ratio = n_phi[0] // n_phi[1]  # ECAL crystals per HCAL tower, in phi and in eta (5)
+    ecal = calo == 0
+    ie, ip = _cells(eta, phi, ECAL_CELL)
+    he, hp = _cells(eta, phi, HCAL_CELL)
+    ce, cp = np.where(ecal, ie, he), np.where(ecal, ip, hp)
+
+    def key(c: np.ndarray, i_eta: np.ndarray, i_phi: np.ndarray) -> np.ndarray:
+        # unique per (calo, i_eta, i_phi): |i_eta| < 500, i_phi < 1000
+        return (c * 1000 + (i_eta + 500)) * 1000 + i_phi
+
+    keys = key(calo.astype(np.int64), ce, cp)
+    # an ECAL deposit in the middle crystal of a tower that holds a neutral hadron joins it
+    middle = ecal & (ie % ratio == ratio // 2) & (ip % ratio == ratio // 2)
+    tower = key(np.ones_like(ce), np.floor_divide(ie, ratio), np.floor_divide(ip, ratio))
+    joins = middle & np.isin(tower, keys[~ecal])
+    keys = np.where(joins, tower, keys)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    energy = np.bincount(inverse, weights=e, minlength=len(uniq))
+    c_out = uniq // 1_000_000
+    i_eta = (uniq // 1000) % 1000 - 500
+    i_phi = uniq % 1000
+    size = np.where(c_out == 0, ECAL_CELL[0], HCAL_CELL[0])
+    dphi = np.where(c_out == 0, ECAL_CELL[1], HCAL_CELL[1])
+    return {"energy": energy, "eta": (i_eta + 0.5) * size, "phi": (i_phi + 0.5) * dphi - np.pi,
+            "calo": c_out}
+
+
 def detector_response(
     px: np.ndarray,
     py: np.ndarray,
@@ -127,18 +178,20 @@ def detector_response(
     """A simple parametric particle-flow response for visible final-state particles.
 
     Input arrays have shape ``(n,)`` (GeV); returns PF candidates (pt, eta, phi, energy,
-    charge, pid) after acceptance and thresholds. The choices and their reasons:
+    charge, pid) after acceptance, cell merging and thresholds. The choices and their
+    reasons:
 
     - Charged particles (|eta| < 2.5, the tracker) keep their direction, which tracking
       measures far better than any jet-substructure scale; their pT is smeared by
       ``sigma/pT = 0.5 % (+) 0.015 %/GeV * pT``: multiple scattering at low pT, sagitta
       resolution growing linearly at high pT. Electrons and muons keep their PF class.
-    - Photons (|eta| < 3, ECAL): ``sigma/E = 5 %/sqrt(E) (+) 1 %``, and the direction is
-      snapped to the centre of an ECAL cell (0.0174 x 2 pi/360): the measured position is
-      the cell, not the particle.
-    - Neutral hadrons (|eta| < 3, HCAL): ``sigma/E = 100 %/sqrt(E) (+) 5 %``, direction
-      snapped to an HCAL cell (0.087 x 2 pi/72), much coarser: the neutral angular
-      granularity is what limits neutral constituents in a real detector.
+    - Photons (|eta| < 3) deposit in ECAL cells (0.0174 x 2 pi/360), neutral hadrons
+      (|eta| < 3) in HCAL cells (0.087 x 2 pi/72), much coarser: the neutral angular
+      granularity is what limits neutral constituents in a real detector. The energies in
+      one cell are summed (:func:`merge_cells`), as a calorimeter clusters; each cell is
+      one candidate at the cell centre, massless, a photon (ECAL) or a neutral hadron
+      (HCAL), with the cell's energy smeared by ``sigma/E = 5 %/sqrt(E) (+) 1 %`` (ECAL)
+      or ``100 %/sqrt(E) (+) 5 %`` (HCAL).
     - Every candidate needs ``pT > pt_min`` (default 1 GeV), the order of PF reconstruction
       thresholds; below it candidates are lost.
     """
@@ -147,50 +200,45 @@ def detector_response(
     eta = np.arcsinh(np.divide(pz, pt_true, out=np.zeros_like(pz), where=pt_true > 0))
     phi = np.arctan2(py, px)
     m2 = np.maximum(e**2 - p_true**2, 0.0)
-    charged = charge != 0
-    photon = (~charged) & (pid == 22)
-    neutral_had = (~charged) & ~photon
+    charged = (charge != 0) & (np.abs(eta) < 2.5)
+    neutral = (charge == 0) & (np.abs(eta) < 3.0)
     apid = np.abs(pid)
 
-    z = rng.standard_normal(len(px))
-    scale = np.ones(len(px))
-    sig_trk = np.hypot(0.005, 1.5e-4 * pt_true)
-    sig_ecal = np.hypot(0.05 / np.sqrt(np.maximum(e, 1e-3)), 0.01)
-    sig_hcal = np.hypot(1.0 / np.sqrt(np.maximum(e, 1e-3)), 0.05)
-    scale = np.where(charged, 1 + sig_trk * z, scale)
-    scale = np.where(photon, 1 + sig_ecal * z, scale)
-    scale = np.where(neutral_had, 1 + sig_hcal * z, scale)
-    scale = np.maximum(scale, 0.0)
+    cells = merge_cells(e[neutral], eta[neutral], phi[neutral],
+                        np.where(pid[neutral] == 22, 0, 1))
+    n_ch, n_cell = int(charged.sum()), len(cells["energy"])
+    z = rng.standard_normal(n_ch + n_cell)
 
-    def snap(x: np.ndarray, cell: float, offset: float = 0.0) -> np.ndarray:
-        return (np.floor((x - offset) / cell) + 0.5) * cell + offset
+    # charged: momentum smeared, mass kept
+    sig_trk = np.hypot(0.005, 1.5e-4 * pt_true[charged])
+    s_ch = np.maximum(1 + sig_trk * z[:n_ch], 0.0)
+    ch_pt = pt_true[charged] * s_ch
+    ch_e = np.sqrt((p_true[charged] * s_ch) ** 2 + m2[charged])
+    ch_pid = np.full(n_ch, PF_CHARGED_HADRON, dtype=np.int32)
+    ch_pid[apid[charged] == 11] = PF_ELECTRON
+    ch_pid[apid[charged] == 13] = PF_MUON
+    ch_q = np.sign(charge[charged])
+    ch_pid = ch_pid * ch_q.astype(np.int32)
 
-    eta_out = eta.copy()
-    phi_out = phi.copy()
-    eta_out = np.where(photon, snap(eta, ECAL_CELL[0]), eta_out)
-    phi_out = np.where(photon, snap(phi, ECAL_CELL[1], -np.pi), phi_out)
-    eta_out = np.where(neutral_had, snap(eta, HCAL_CELL[0]), eta_out)
-    phi_out = np.where(neutral_had, snap(phi, HCAL_CELL[1], -np.pi), phi_out)
+    # calorimeter cells: energy smeared, massless at the cell centre
+    ecal = cells["calo"] == 0
+    ce = np.maximum(cells["energy"], 1e-3)
+    sig_cal = np.where(ecal, np.hypot(0.05 / np.sqrt(ce), 0.01),
+                       np.hypot(1.0 / np.sqrt(ce), 0.05))
+    cell_e = cells["energy"] * np.maximum(1 + sig_cal * z[n_ch:], 0.0)
+    cell_pt = cell_e / np.cosh(cells["eta"])
+    cell_pid = np.where(ecal, PF_PHOTON, PF_NEUTRAL_HADRON).astype(np.int32)
 
-    # charged: momentum scaled, mass kept; calorimeter objects: energy scaled, massless
-    pt_out = np.where(charged, pt_true * scale, e * scale / np.cosh(eta_out))
-    e_out = np.where(charged, np.sqrt((p_true * scale) ** 2 + m2), e * scale)
-
-    accept = np.where(charged, np.abs(eta) < 2.5, np.abs(eta) < 3.0) & (pt_out > pt_min)
-    pf = np.full(len(px), PF_NEUTRAL_HADRON, dtype=np.int32)
-    pf[photon] = PF_PHOTON
-    pf[charged] = PF_CHARGED_HADRON
-    pf[charged & (apid == 11)] = PF_ELECTRON
-    pf[charged & (apid == 13)] = PF_MUON
-    pf = np.where(charged, pf * np.sign(charge).astype(np.int32), pf)
-    return {
-        "pt": pt_out[accept],
-        "eta": eta_out[accept],
-        "phi": phi_out[accept],
-        "energy": e_out[accept],
-        "charge": charge[accept].astype(np.int8),
-        "pid": pf[accept],
+    out = {
+        "pt": np.concatenate([ch_pt, cell_pt]),
+        "eta": np.concatenate([eta[charged], cells["eta"]]),
+        "phi": np.concatenate([phi[charged], cells["phi"]]),
+        "energy": np.concatenate([ch_e, cell_e]),
+        "charge": np.concatenate([ch_q, np.zeros(n_cell)]).astype(np.int8),
+        "pid": np.concatenate([ch_pid, cell_pid]),
     }
+    accept = out["pt"] > pt_min
+    return {k: v[accept] for k, v in out.items()}
 
 
 def round_mantissa(x: np.ndarray, bits: int = 14) -> np.ndarray:
