@@ -82,3 +82,38 @@ def test_jets_are_the_sum_of_their_stored_constituents(sample):
     assert np.allclose(again.pt, b.pt, rtol=1e-6)
     assert np.allclose(again.mass, b.mass, rtol=1e-5, atol=1e-3)
     assert np.allclose(again.eta, b.eta, atol=1e-5)
+
+
+def _share_a_position(batch) -> tuple[np.ndarray, np.ndarray]:
+    """Per constituent (flat): neutral, and sharing (eta, phi) with another one of its jet."""
+    jet = np.repeat(np.arange(len(batch)), batch.n_parts)
+    eta, phi = batch.flat("eta"), batch.flat("phi")
+    keys = np.stack([jet, eta.view(np.int32), phi.view(np.int32)], axis=1)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    return batch.flat("charge") == 0, counts[inverse.ravel()] > 1
+
+
+def test_neutral_candidates_are_calorimeter_clusters(sample):
+    # one candidate per calorimeter cell: neutrals never share a position (< 1 % allowed)
+    neutral, shared = _share_a_position(sample[::5])
+    assert neutral.sum() > 10_000
+    assert (neutral & shared).sum() / neutral.sum() < 0.01
+
+
+def test_merge_cells_sums_energy_per_cell():
+    e = np.array([1.0, 2.0, 5.0, 3.0, 4.0])
+    eta = np.array([0.0001, 0.0002, 0.05, 0.0435, -1.0])
+    # particles 0, 1: one ECAL crystal; 2: a neutral hadron; 3: an ECAL deposit in the middle
+    # crystal of that hadron's HCAL tower (joins it); 4: elsewhere
+    phi = np.array([0.0, 0.0, 0.05, 0.0436, 1.0])
+    calo = np.array([0, 0, 1, 0, 0])
+    c = datasets.merge_cells(e, eta, phi, calo)
+    assert sorted(c["energy"].tolist()) == [3.0, 4.0, 8.0]
+    assert np.isclose(c["energy"].sum(), e.sum())
+    had = c["calo"] == 1
+    assert c["energy"][had].tolist() == [8.0]
+    assert np.isclose(c["eta"][had][0], 0.5 * datasets.HCAL_CELL[0])
+    crystal = (c["calo"] == 0) & (c["energy"] == 3.0)
+    assert np.isclose(c["eta"][crystal][0], 0.5 * datasets.ECAL_CELL[0])
+    # phi cell centres lie in (-pi, pi)
+    assert np.all(np.abs(c["phi"]) < np.pi)
