@@ -61,6 +61,9 @@ class JetBatch:
     pid, ...}``; an optional boolean field ``mask`` marks constituents that are kept (a
     perturbation masks, never removes, so indices never shift). Jets with zero constituents
     are valid. A JetBatch is never modified in place; every operation returns a new one.
+
+    ``msoftdrop``: optional soft-drop jet mass [GeV], shape ``(n_jets,)`` (PFNano
+    ``FatJet_msoftdrop``); None when the input has none.
     """
 
     pt: np.ndarray
@@ -73,10 +76,12 @@ class JetBatch:
     jet_index: np.ndarray
     parts: ak.Array
     meta: Mapping[str, Any] = field(default_factory=dict)
+    msoftdrop: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.pt)
-        for name in ("eta", "phi", "mass", "label", "weight", "event", "jet_index"):
+        names = ("eta", "phi", "mass", "label", "weight", "event", "jet_index")
+        for name in names + (("msoftdrop",) if self.msoftdrop is not None else ()):
             if len(getattr(self, name)) != n:
                 raise InputError(
                     f"JetBatch field '{name}' has length {len(getattr(self, name))}, "
@@ -128,11 +133,15 @@ class JetBatch:
         return {int(k): int(v) for k, v in zip(labels, counts, strict=True)}
 
     def jet_arrays(self) -> dict[str, np.ndarray]:
-        """The jet-level arrays by name (``pt``, ``eta``, ... ``jet_index``)."""
-        return {
+        """The jet-level arrays by name (``pt``, ``eta``, ... ``jet_index``, and
+        ``msoftdrop`` when the batch has it)."""
+        out = {
             k: getattr(self, k)
             for k in ("pt", "eta", "phi", "mass", "label", "weight", "event", "jet_index")
         }
+        if self.msoftdrop is not None:
+            out["msoftdrop"] = self.msoftdrop
+        return out
 
     # ------------------------------------------------------------------ new batches
     def __getitem__(self, where: slice | np.ndarray | Sequence[int]) -> JetBatch:
@@ -147,8 +156,10 @@ class JetBatch:
         return JetBatch(**arrays, parts=self.parts[sel], meta=dict(self.meta))
 
     def replace(self, **changes: Any) -> JetBatch:
-        """A new batch with jet-level arrays and/or ``parts`` replaced."""
-        fields = {**self.jet_arrays(), "parts": self.parts, "meta": dict(self.meta)}
+        """A new batch with jet-level arrays (``msoftdrop`` included) and/or ``parts``
+        replaced."""
+        fields = {**self.jet_arrays(), "msoftdrop": self.msoftdrop, "parts": self.parts,
+                  "meta": dict(self.meta)}
         unknown = set(changes) - set(fields)
         if unknown:
             raise InputError(f"JetBatch has no field(s) {sorted(unknown)}")
@@ -174,12 +185,14 @@ class JetBatch:
 
     @staticmethod
     def concatenate(batches: Sequence[JetBatch]) -> JetBatch:
-        """Concatenate batches jet-wise (same constituent fields required)."""
+        """Concatenate batches jet-wise (same constituent fields required); ``msoftdrop``
+        is kept only when every batch has it."""
         if not batches:
             raise InputError("JetBatch.concatenate needs at least one batch")
+        keys = set.intersection(*(set(b.jet_arrays()) for b in batches))
         arrays = {
             k: np.concatenate([getattr(b, k) for b in batches])
-            for k in batches[0].jet_arrays()
+            for k in batches[0].jet_arrays() if k in keys
         }
         parts = ak.concatenate([b.parts for b in batches], axis=0)
         return JetBatch(**arrays, parts=parts, meta=dict(batches[0].meta))

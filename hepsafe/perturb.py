@@ -37,8 +37,10 @@ DeltaLike = np.ndarray | Mapping[str, np.ndarray] | ak.Array | None
 class Perturbation:
     """A perturbed batch and what was applied.
 
-    ``jets``: the perturbed JetBatch (jet pt/eta/phi/mass recomputed from the kept
-    constituents; ``parts`` has a boolean ``mask`` field). ``delta_applied``: float32
+    ``jets``: the perturbed JetBatch (``parts`` has a boolean ``mask`` field; the jets keep
+    the input's definition: pT, mass and soft-drop mass are the input's times the ratio of
+    the constituent sums after and before, eta and phi shifted by the change of the sums'
+    direction, see :meth:`Perturber.build`). ``delta_applied``: float32
     ``(n_constituents, 3)``, the delta after clipping and restoration (feed it back as the next
     step's starting point). ``flagged``: bool ``(n_jets,)``, True where a preserved observable
     could not be brought within tolerance inside the envelope (such a jet keeps its closest
@@ -135,6 +137,22 @@ class Perturber:
             else np.ascontiguousarray(bounds, dtype=np.float64).reshape(4, 3)
         )
         self._check_finite()
+        self._nominal: np.ndarray | None = None
+
+    @property
+    def nominal_sums(self) -> np.ndarray:
+        """The input's constituent sums, float32 ``(4, n_jets)`` (pT [GeV], eta, phi [rad],
+        mass [GeV]): the kernels' own sums at zero delta (kept constituents, the envelope's
+        ``min_pt``, no restoration), computed once. A zero delta reproduces them bit for bit.
+        """
+        if self._nominal is None:
+            res = kernels.apply_delta(
+                self.offsets, self.pt, self.eta, self.phi, self.energy, self.mask,
+                self.classes, np.zeros((self.n_constituents, 3), dtype=np.float32),
+                self.bounds, min_pt=self.envelope.min_pt, threads=self.threads,
+            )
+            self._nominal = res.jet
+        return self._nominal
 
     @property
     def n_constituents(self) -> int:
@@ -257,7 +275,16 @@ class Perturber:
         )
 
     def build(self, res: kernels.Applied) -> JetBatch:
-        """A JetBatch from kernel outputs (new kinematics and mask; other fields shared)."""
+        """A JetBatch from kernel outputs (new kinematics and mask; other fields shared).
+
+        The jets keep the analysis' definition (corrected pT and mass, whatever the input
+        jets hold): pT, mass and soft-drop mass are the input jet's times the ratio of the
+        varied to the nominal constituent sums (:attr:`nominal_sums`), eta and phi are
+        shifted by the change of the sums' eta and phi (:func:`kernels.rescale_jets`). So a
+        zero delta leaves every jet bit for bit; a jet without kept input constituents is
+        left as it is; a jet whose constituents all get masked has pT = mass = 0 (it is
+        lost) and keeps its direction.
+        """
         content = self._layout.content
         new = {"pt": res.pt, "eta": res.eta, "phi": res.phi, "energy": res.energy,
                "mask": res.mask}
@@ -267,10 +294,12 @@ class Perturber:
         ]
         record = ak.contents.RecordArray(contents, fields, length=len(res.pt))
         parts = ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(self.offsets), record))
-        return self.jets.replace(
-            pt=res.jet[0].copy(), eta=res.jet[1].copy(), phi=res.jet[2].copy(),
-            mass=res.jet[3].copy(), parts=parts,
-        )
+        j = self.jets
+        jet, msd = kernels.rescale_jets(np.stack([j.pt, j.eta, j.phi, j.mass]),
+                                        self.nominal_sums, res.jet, j.msoftdrop)
+        return j.replace(pt=jet[0].copy(), eta=jet[1].copy(), phi=jet[2].copy(),
+                         mass=jet[3].copy(), msoftdrop=msd,
+                         parts=parts)
 
 
 def perturb(
@@ -286,7 +315,9 @@ def perturb(
     below ``envelope.min_pt`` are masked (``mask`` False, never removed). Jet observables named
     in ``preserve`` (``"pt"``, ``"mass"``) are restored within the envelope's tolerances
     towards the jet summed from the input constituents, without leaving the envelope; jets
-    where that is impossible are flagged. ``jets`` is not modified.
+    where that is impossible are flagged. The output jets are the input jets moved as their
+    constituent sums moved (:meth:`Perturber.build`), so they keep the analysis' jet
+    definition. ``jets`` is not modified.
     """
     return Perturber(jets, envelope, preserve).apply(delta)
 

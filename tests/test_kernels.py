@@ -21,15 +21,24 @@ F32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 
 # ---------------------------------------------------------------------- helpers
+#: the analysis' jet corrections applied on top of the constituent sums in make_batch
+CORR_PT, CORR_M, SHIFT_ETA, SHIFT_PHI = 1.1, 1.05, 0.01, 0.02
+
+
 def make_batch(counts, pt, eta, phi, energy, pid, charge, event, mask=None) -> JetBatch:
+    """A batch whose jets are their kept constituents' sums, "corrected": pT x 1.1,
+    mass x 1.05, eta + 0.01, phi + 0.02 (jets without kept constituents: pT = mass = 0)."""
     counts = np.asarray(counts, dtype=np.int64)
     n_jets = len(counts)
     flat = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge, "pid": pid}
     if mask is not None:
         flat["mask"] = mask
     parts = ak.unflatten(ak.zip(flat, depth_limit=1), counts)
-    z = np.zeros(n_jets, dtype=np.float32)
-    return JetBatch(pt=z, eta=z.copy(), phi=z.copy(), mass=z.copy(),
+    keep = np.ones(len(pt), dtype=bool) if mask is None else np.asarray(mask)
+    ptj, etaj, phij, mj, _, _ = reference_jets(counts, pt, eta, phi, energy, keep)
+    f32 = np.float32
+    return JetBatch(pt=(ptj * CORR_PT).astype(f32), eta=(etaj + SHIFT_ETA).astype(f32),
+                    phi=wrapped(phij + SHIFT_PHI).astype(f32), mass=(mj * CORR_M).astype(f32),
                     label=np.zeros(n_jets, np.int32), weight=np.ones(n_jets, np.float32),
                     event=np.asarray(event, np.int64), jet_index=np.arange(n_jets, dtype=np.int32),
                     parts=parts)
@@ -113,23 +122,42 @@ def check_perturbation(jets: JetBatch, delta: np.ndarray, env: Envelope, preserv
     assert np.all(np.abs(e1_64**2 - p1**2 - m2_in) <= 3e-7 * e1_64**2)
     # masking below min pT, never removal
     assert np.array_equal(mask1, mask0 & (pt1 >= env.min_pt))
-    # jet observables equal an independent float64 reference summed from the outputs
-    ptj, etaj, phij, mj, ej, pabs = reference_jets(counts, pt1, eta1, phi1, e1, mask1)
-    assert np.all(np.abs(out.pt - ptj) <= 1e-7 * ptj + 1e-12 * pabs + 1e-30)
-    assert np.all(np.abs(out.mass.astype(np.float64) ** 2 - mj**2) <= 3e-7 * mj**2 + 1e-12 * ej**2)
-    ok = ptj > 1e-6 * pabs
-    assert np.all(np.abs(out.eta - etaj)[ok] <= 1e-6 * np.maximum(1, np.abs(etaj[ok])))
-    assert np.all(np.abs(wrapped(out.phi - phij))[ok] <= 1e-6)
-    empty = np.bincount(np.repeat(np.arange(len(counts)), counts), mask1,
-                        minlength=len(counts)) == 0
-    assert np.all(out.pt[empty] == 0) and np.all(out.eta[empty] == 0)
-    assert np.all(out.phi[empty] == 0) and np.all(out.mass[empty] == 0)
-    # preserved observables within tolerance, or the jet flagged
+    # the jets move as their constituent sums move (independent float64 references of the
+    # sums before, at the kernels' float32 energies and min_pt, and after)
     e0_ref = np.sqrt(m2_in + (pt0 * np.cosh(eta0)) ** 2)
+    kept0 = mask0 & (pt0 >= env.min_pt)
+    ptn, etan, phin, mn, en, pabsn = reference_jets(counts, pt0, eta0, phi0,
+                                                    e0_ref.astype(np.float32), kept0)
+    ptj, etaj, phij, mj, ej, pabs = reference_jets(counts, pt1, eta1, phi1, e1, mask1)
+    jet_of = np.repeat(np.arange(len(counts)), counts)
+    none0 = np.bincount(jet_of, kept0, minlength=len(counts)) == 0
+    lost = ~none0 & (np.bincount(jet_of, mask1, minlength=len(counts)) == 0)
+    j_in = {k: before[f"jet_{k}"] for k in ("pt", "eta", "phi", "mass")}
+    for k in j_in:  # no kept input constituent: the jet is left bit for bit
+        assert getattr(out, k)[none0].tobytes() == j_in[k][none0].tobytes(), k
+    assert np.all(out.pt[lost] == 0) and np.all(out.mass[lost] == 0)
+    assert np.array_equal(out.eta[lost], j_in["eta"][lost])
+    assert np.array_equal(out.phi[lost], j_in["phi"][lost])
+    ok = ~none0 & ~lost & (ptn > 1e-6 * pabsn) & (ptj > 1e-6 * pabs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_pt = ptj / ptn
+        tol = 4e-7 + 1e-12 * (pabs / ptj + pabsn / ptn)
+        assert np.all((np.abs(out.pt - j_in["pt"] * r_pt) <= tol * j_in["pt"] * r_pt)[ok])
+        well = ok & (mn**2 > 1e-6 * en**2) & (mj**2 > 1e-6 * ej**2)
+        r_m = mj / mn
+        assert np.all((np.abs(out.mass - j_in["mass"] * r_m)
+                       <= 2e-6 * j_in["mass"] * r_m)[well])
+    d_eta = np.abs(out.eta - j_in["eta"] - (etaj - etan))
+    assert np.all(d_eta[ok] <= 2e-6 * np.maximum(1, np.abs(etaj[ok]) + np.abs(etan[ok])))
+    assert np.all(np.abs(wrapped(out.phi - j_in["phi"] - (phij - phin)))[ok] <= 2e-6)
+    # preserved observables within tolerance, or the jet flagged; so are the analysis' jets
     pt_ref, _, _, m_ref, e_ref, _ = reference_jets(counts, pt0, eta0, phi0, e0_ref, mask0)
     keep = ~res.flagged
     if "pt" in preserve:
         assert np.all((np.abs(ptj - pt_ref) <= (env.pt_tol + 1e-5) * pt_ref)[keep])
+        if env.min_pt == 0:
+            assert np.all((np.abs(out.pt - j_in["pt"]) <= (env.pt_tol + 2e-5) * j_in["pt"])
+                          [keep & ok])
     if "mass" in preserve:  # float rounding of m = sqrt(E^2 - p^2) is ~1e-6 E at m ~ 0
         slack = 1e-5 * m_ref + 1e-6 * e_ref
         bad = np.abs(mj - m_ref) > env.mass_tol * m_ref + env.mass_atol + slack
@@ -206,11 +234,14 @@ def test_edge_batches():
                      np.array([0], np.int8), [7])
     check_perturbation(one, np.array([[0.5, 1.0, 1.0]], np.float32), env, ("pt", "mass"))
     res = perturb(one, np.array([[0.5, 1.0, 1.0]], np.float32), env)
-    # pT brought inside its tolerance by the coherent scale; phi crossed +pi and wrapped
-    assert abs(res.jets.pt[0] / 100.0 - 1) <= env.pt_tol
+    # pT brought inside its tolerance by the coherent scale; phi crossed +pi and wrapped, the
+    # jet's (corrected) values moved with it
+    assert abs(res.jets.pt[0] / one.pt[0] - 1) <= env.pt_tol
     exact = perturb(one, np.array([[0.5, 1.0, 1.0]], np.float32), Envelope(pt_tol=0.0))
-    assert exact.jets.pt[0] == pytest.approx(100.0, rel=1e-6) and not exact.flagged[0]
-    assert -PI32 < res.jets.phi[0] < -3.1
+    assert exact.jets.pt[0] == pytest.approx(100.0 * CORR_PT, rel=1e-6) and not exact.flagged[0]
+    assert -PI32 < res.jets.flat("phi")[0] < -3.1
+    assert wrapped(res.jets.phi[0] - one.phi[0]) == pytest.approx(0.02, abs=1e-6)
+    assert res.jets.eta[0] == pytest.approx(one.eta[0] + 0.02, abs=1e-6)
 
 
 # ---------------------------------------------------------------------- the real sample
@@ -247,8 +278,67 @@ def test_zero_delta_is_identity_on_kinematics(part):
     np.testing.assert_allclose(e1[massive], e0[massive], rtol=2e-7)
     np.testing.assert_allclose(e1[~massive], p[~massive], rtol=2e-7)
     assert not res.flagged.any() and res.jets.flat("mask").all()
-    np.testing.assert_allclose(res.jets.pt, part.pt, rtol=2e-3)
-    np.testing.assert_allclose(res.jets.eta, part.eta, atol=2e-3)
+    for k in ("pt", "eta", "phi", "mass"):  # the jets themselves: bit for bit
+        assert getattr(res.jets, k).tobytes() == getattr(part, k).tobytes(), k
+
+
+def test_zero_delta_keeps_the_analysis_jets_bit_for_bit(part):
+    """Jets that are not their constituent sums (corrected pT and mass, a soft-drop mass)
+    come back bit for bit from a zero delta, whatever the envelope and preserve."""
+    rng = np.random.default_rng(8)
+    n = len(part)
+    jets = part.replace(pt=(part.pt * rng.uniform(0.9, 1.2, n)).astype(np.float32),
+                        mass=(part.mass * rng.uniform(0.9, 1.2, n)).astype(np.float32),
+                        msoftdrop=(part.mass * rng.uniform(0.5, 1.0, n)).astype(np.float32))
+    for env, preserve in ((Envelope(), ("pt", "mass")), (Envelope.uniform(0.1), ()),
+                          (Envelope(pt=0.0, eta=0.0, phi=0.0), ("pt",))):
+        out = Perturber(jets, env, preserve).apply(np.zeros((int(jets.n_parts.sum()), 3),
+                                                            np.float32)).jets
+        for k in ("pt", "eta", "phi", "mass", "msoftdrop"):
+            assert getattr(out, k).tobytes() == getattr(jets, k).tobytes(), (k, env)
+    # a real delta moves them by the ratio of the constituent sums, soft-drop mass included
+    p = Perturber(jets, Envelope())
+    res = p.apply({"pt": np.full(p.n_constituents, 0.02, np.float32)}, drop=None)
+    sums = kernels.jet_observables(p.offsets, res.jets.flat("pt"), res.jets.flat("eta"),
+                                   res.jets.flat("phi"), res.jets.flat("energy"), p.mask)
+    r_m = sums[3].astype(np.float64) / p.nominal_sums[3]
+    np.testing.assert_allclose(res.jets.msoftdrop, jets.msoftdrop * r_m, rtol=1e-5)
+    np.testing.assert_allclose(res.jets.mass / jets.mass, res.jets.msoftdrop / jets.msoftdrop,
+                               rtol=1e-6)
+
+
+def test_rescale_jets_rules():
+    """x / x == 1 leaves values (signed zeros too); no nominal sum: unchanged; every
+    constituent lost: pT = mass = 0 at the input direction; massless sum: mass added; phi
+    wrapped to (-pi, pi]."""
+    jet = np.array([[500.0, 400.0, 300.0, 200.0, 100.0],
+                    [-0.0, 1.0, 2.0, -1.0, 0.5],
+                    [3.1, -3.1, 1.0, PI32, 0.0],
+                    [80.0, 0.0, 30.0, 20.0, 10.0]], np.float32)
+    nominal = np.array([[450.0, 0.0, 310.0, 190.0, 90.0],
+                        [0.2, 0.0, 2.1, -1.1, 0.4],
+                        [3.0, 0.0, 1.1, 3.1, 0.1],
+                        [75.0, 0.0, 31.0, 0.0, 9.0]], np.float32)
+    varied = nominal.copy()
+    varied[:, 1] = [0.0, 0.0, 0.0, 0.0]  # jet 1: nothing to vary (no nominal sum)
+    varied[:, 2] = [0.0, 0.0, 0.0, 0.0]  # jet 2: every constituent lost
+    varied[:, 3] = [209.0, -1.0, 3.3, 2.0]  # jet 3: massless nominal sum
+    varied[2, 0] = -3.1  # jet 0: the sum's phi crosses pi
+    msd = np.array([60.0, 1.0, 20.0, 15.0, 7.0], np.float32)
+    same, same_msd = kernels.rescale_jets(jet, nominal, nominal, msd)
+    assert same.tobytes() == jet.tobytes() and same_msd.tobytes() == msd.tobytes()
+    out, out_msd = kernels.rescale_jets(jet, nominal, varied, msd)
+    assert out[:, 1].tobytes() == jet[:, 1].tobytes() and out_msd[1] == msd[1]
+    assert out[0, 2] == 0 and out[3, 2] == 0 and out_msd[2] == 0
+    assert out[1, 2] == jet[1, 2] and out[2, 2] == jet[2, 2]
+    assert out[0, 3] == pytest.approx(200.0 * 209.0 / 190.0, rel=1e-6)
+    assert out[3, 3] == pytest.approx(20.0 + 2.0) and out_msd[3] == pytest.approx(15.0 + 2.0)
+    assert out[1, 3] == pytest.approx(-1.0 + 0.1, abs=1e-6)
+    assert out[2, 3] == pytest.approx(PI32 + 0.2 - 2 * np.pi, abs=1e-6)
+    d_phi = wrapped(np.float64(-3.1) - 3.0)
+    assert out[2, 0] == pytest.approx(wrapped(3.1 + d_phi), abs=1e-6)
+    assert np.all((out[2] > -PI32) & (out[2] <= PI32))
+    assert kernels.rescale_jets(jet, nominal, varied)[1] is None
 
 
 def test_min_pt_masks_without_shifting(part):
