@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,15 @@ from . import templates as T
 from . import variations as V
 from .config import RunConfig
 from .envelope import Envelope
-from .exceptions import ConfigError, InputError, OutputExistsError
-from .io import sha256sum, write_json, write_text
+from .exceptions import (
+    ConfigError,
+    FitError,
+    InputError,
+    MirrorWarning,
+    TemplateError,
+    WorkspaceError,
+)
+from .io import output_directory, sha256sum, write_json
 from .jets import JetBatch, read_root
 from .regions import Region
 from .summary import summary_table
@@ -185,7 +190,7 @@ def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, s
     env = Envelope.uniform(entry["epsilon"]) if "epsilon" in entry else envelope
     if entry["type"] == "learned":
         from .attacks.learned import LearnedAdversary
-        from .config import MODELS_DIR
+        from .tagger import model_path
 
         unknown = sorted(set(entry) - {"type", "name", "epsilon", "target", "model", "seed"})
         if unknown:
@@ -194,12 +199,12 @@ def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, s
 
         model = entry.get("model")
         if model is None:
-            if Path(tagger.path).resolve() != (MODELS_DIR / "pfn.onnx").resolve():
+            if Path(tagger.path).resolve() != model_path("pfn").resolve():
                 raise ConfigError(
                     "the learned adversary needs 'model', an adversary trained against this "
                     "tagger (examples/train_adversary.py)"
                 )
-            model = str(MODELS_DIR / "adversary_pfn.onnx")
+            model = str(model_path("adversary_pfn"))
         return LearnedAdversary.load(model, tagger, env if "epsilon" in entry else None)
     opts = {k: v for k, v in entry.items()
             if k not in ("type", "name", "epsilon", "target", "model", "seed")}
@@ -207,30 +212,40 @@ def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, s
 
 
 # --------------------------------------------------------------------------- output dir
+def run_inputs(cfg: RunConfig) -> list[Path]:
+    """Every input file of the run: the configuration file, the samples, the tagger and its
+    card, the envelope file, the attacks' models and cards (the output directory may be none
+    of them nor contain any)."""
+    from .tagger import card_path, model_path
+
+    paths: list[str | Path] = [cfg.source] if Path(cfg.source).is_file() else []
+    paths += [f for s in cfg["samples"] for f in s["files"]]
+    tg = cfg["tagger"]
+    paths += [tg["model"], tg.get("card") or card_path(tg["model"])]
+    if "file" in cfg["envelope"]:
+        paths.append(cfg["envelope"]["file"])
+    for entry in cfg["attacks"]:
+        model = entry.get("model")
+        if model is None and entry["type"] == "learned":
+            model = model_path("adversary_pfn")
+        if model is not None:
+            paths += [model, card_path(model)]
+    return [Path(p) for p in paths]
+
+
 @contextlib.contextmanager
-def output_dir(target: Path, force: bool) -> Iterator[Path]:
-    """A temporary directory beside ``target``, renamed onto it when the block succeeds.
+def output_dir(target: Path, force: bool, inputs: Sequence[Path] = (),
+               writer: str = "hepsafe run") -> Iterator[Path]:
+    """A temporary directory beside ``target``, swapped onto it when the block succeeds
+    (:func:`hepsafe.io.output_directory`: marker, lock, the rules of ``--force``).
 
     Without ``force`` an existing ``target`` raises :class:`OutputExistsError` before any
-    work; with it, the old directory is replaced only after the new one is complete.
+    work; with it, only a directory hepsafe wrote is replaced, and only once the new one is
+    complete. A target that is or contains one of ``inputs`` or the working directory is
+    refused.
     """
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; pass --force to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with output_directory(target, force=force, inputs=inputs, writer=writer) as tmp:
         yield tmp
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------- the run
@@ -242,29 +257,34 @@ def region_masks(region: Region, jets: dict[str, JetBatch]) -> dict[str, np.ndar
 def run(
     cfg: RunConfig, force: bool = False, quiet: bool = False, strict_gate: bool = False
 ) -> RunResult:
-    """Run the whole chain for ``cfg``; write the output directory; return a summary."""
+    """Run the whole chain for ``cfg``; write the output directory; return a summary.
+
+    The output directory is checked and locked before any work. When the fit cannot be done
+    (e.g. an empty background bin), every other output is still written and
+    :class:`FitFailed` is raised after it is in place.
+    """
     from . import plots, report
 
     t_start = time.perf_counter()
     seed = int(cfg["seed"])
     target = cfg.output
-    tg = cfg["tagger"]
-    tagger = OnnxTagger(
-        tg["model"], card=tg.get("card"), providers=tg.get("providers", "auto"),
-        **({"batch_size": tg["batch_size"]} if "batch_size" in tg else {}),
-    )
-    envelope = make_envelope(cfg)
-    region = Region.from_dict(cfg["region"])
-    sides = {e["name"]: V.configured_sides(e) for e in cfg["variations"]}  # checked at load
-    attacks = []
-    for i, entry in enumerate(cfg["attacks"]):
-        try:
-            attacks.append((entry, make_attack(entry, tagger, envelope, seed)))
-        except ConfigError as exc:
-            raise ConfigError(f"{cfg.source}: key 'attacks/{i}' ('{entry['name']}'): "
-                              f"{exc}") from exc
-
-    with Progress(quiet) as progress, output_dir(target, force) as out:
+    with output_dir(target, force, run_inputs(cfg), f"hepsafe run {cfg.source}") as out, \
+            Progress(quiet) as progress:
+        tg = cfg["tagger"]
+        tagger = OnnxTagger(
+            tg["model"], card=tg.get("card"), providers=tg.get("providers", "auto"),
+            **({"batch_size": tg["batch_size"]} if "batch_size" in tg else {}),
+        )
+        envelope = make_envelope(cfg)
+        region = Region.from_dict(cfg["region"])
+        sides = {e["name"]: V.configured_sides(e) for e in cfg["variations"]}  # checked
+        attacks = []
+        for i, entry in enumerate(cfg["attacks"]):
+            try:
+                attacks.append((entry, make_attack(entry, tagger, envelope, seed)))
+            except ConfigError as exc:
+                raise ConfigError(f"{cfg.source}: key 'attacks/{i}' ('{entry['name']}'): "
+                                  f"{exc}") from exc
         with progress.step("reading samples", len(cfg["samples"])) as adv:
             samples = load_samples(cfg)
             adv(len(samples))
@@ -350,43 +370,78 @@ def run(
             templates_io.write_templates(templates, out / "templates.root")
             templates_io.write_templates(templates, out / "templates.json")
             adv(1)
-            wcfg = workspace.WorkspaceConfig(
-                signal=tuple(s.name for s in sig),
-                lumi=float(cfg["fit"]["lumi_uncertainty"]) or None,
-                symmetrize=bool(cfg["fit"]["symmetrize"]),
-            )
-            # the user-side view: a nominal-only workspace, and the patch adding our modifiers
-            base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)
-            fitted = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
-            write_json(out / "workspace.json", fitted.workspace)
-            write_json(out / "patch.json", fitted.patch)
-            write_json(out / "fit.json", fitted.report)
-            write_text(out / "fit.txt", fitted.text)
-            write_text(out / "yields.txt", fitted.yields + "\n")
+            fitted, fit_note = fit_run(templates, cfg, tuple(s.name for s in sig))
+            if fitted is not None:
+                stats.write_fit_outputs(fitted, out)
             adv(1)
+        fit_report = fitted.report if fitted is not None else {}
 
         write_json(out / "gate.json", gates)
         write_json(out / "summary.json", summary)
         with progress.step("plots and report", 1) as adv:
             figures = plots.make_all(
-                out, samples, nominal, varied, gate_reports, fitted.report, thr, control.name,
+                out, samples, nominal, varied, gate_reports, fit_report, thr, control.name,
                 region=(in_sr, nominal_sr, varied_sr) if region.cuts else None,
             )
             provenance = make_provenance(cfg, samples, tagger, seed)
             provenance["seconds"] = {v.key: round(v.seconds, 2) for v in varied}
             write_json(out / "provenance.json", provenance)
-            report.write_reports(out, cfg, summary, gate_reports, fitted.report, figures,
-                                 provenance)
+            report.write_reports(out, cfg, summary, gate_reports, fit_report, figures,
+                                 provenance, fit_note=fit_note)
             adv(1)
         files = sorted(p.name for p in out.iterdir())
     elapsed = time.perf_counter() - t_start
     log.info("run finished in %.1f s: %s", elapsed, target)
-    result = RunResult(target, summary, gates, fitted.report, files)
+    result = RunResult(target, summary, gates, fit_report, files)
+    if fitted is None and not cfg["fit"]["skip"]:
+        raise FitFailed(f"{cfg.source}: {fit_note} (every other output is in {target}; "
+                        "remedies: docs/RUN.md, section fit)", result)
     if strict_gate and any(r.get("gate") == "FAIL" for r in summary):
         failed = [r["name"] for r in summary if r.get("gate") == "FAIL"]
         raise GateFailed(f"control-region gate failed for {failed} (see {target}/gate.json)",
                          result)
     return result
+
+
+def workspace_config(cfg: RunConfig, signal: tuple[str, ...]) -> workspace.WorkspaceConfig:
+    """How the run's templates become a pyhf model: the POI scales the ``signal`` samples;
+    ``fit/lumi_uncertainty`` (0: none), ``fit/missing_side``, ``fit/merge_empty_bins``."""
+    fc = cfg["fit"]
+    return workspace.WorkspaceConfig(
+        signal=signal, lumi=float(fc["lumi_uncertainty"]) or None,
+        missing_side=fc["missing_side"], merge_empty_bins=bool(fc["merge_empty_bins"]),
+    )
+
+
+def fit_run(
+    templates: T.Templates, cfg: RunConfig, signal: tuple[str, ...]
+) -> tuple[stats.FitOutputs | None, str]:
+    """The run's fit of ``templates`` as configured under ``fit``: (outputs, "") when done,
+    (None, why) when skipped or impossible (empty background bins, ...).
+
+    The fitted workspace is the nominal-only workspace (the user-side view) with the patch
+    adding every variation and attack; the data are the Asimov data set at mu = 1.
+    One-sided variations are declared so by the configuration, so mirroring them is silent.
+    """
+    if cfg["fit"]["skip"]:
+        return None, "skipped (fit: {skip: true})"
+    wcfg = workspace_config(cfg, signal)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MirrorWarning)
+            base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)
+            return stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True), ""
+    except (FitError, TemplateError, WorkspaceError) as exc:
+        return None, str(exc)
+
+
+class FitFailed(FitError):
+    """Raised by :func:`run` after the output directory is written when the fit could not
+    be done; carries the result (``fit`` empty)."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class GateFailed(Exception):
