@@ -1,12 +1,23 @@
-"""The ``hepsafe`` command: a thin layer over the library."""
+"""The hepsafe command: a thin layer over the library.
+
+Exit status: 0 success; 2 a bad input or option, or an output directory refused (one line on
+stderr, nothing written); 3 a control-region gate failed with --strict-gate; 4 the fit could
+not be done (hepsafe run: every other output is written). Options: docs/RUN.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from .exceptions import HepsafeError
+from .exceptions import FitError, HepsafeError
+
+FORCE_HELP = ("replace an existing output directory, only one hepsafe wrote (it carries "
+              "the .hepsafe-output marker and nothing else)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -48,6 +59,10 @@ def _run_config(cfg: object, args: argparse.Namespace) -> int:
         print(report.summary_text(exc.result.summary))
         print(f"hepsafe: gate failed: {exc}", file=sys.stderr)
         return 3
+    except pipeline.FitFailed as exc:
+        print(report.summary_text(exc.result.summary))
+        print(f"hepsafe: fit not done: {exc}", file=sys.stderr)
+        return 4
     print(report.summary_text(res.summary))
     print(f"wrote {res.output}/ ({len(res.files)} files; report: {res.output}/report.html)")
     return 0
@@ -74,7 +89,7 @@ def _add_run_options(p: argparse.ArgumentParser, default_output: str | None) -> 
     p.add_argument("-o", "--output", default=default_output,
                    help="output directory" + (f" (default {default_output})"
                                               if default_output else " (overrides the config)"))
-    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (batch jobs)")
     p.add_argument("--strict-gate", action="store_true",
                    help="exit with status 3 when a control-region gate fails")
@@ -103,22 +118,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from . import stats, templates_io, workspace
+    from .io import output_directory
 
-    t = templates_io.read_templates(args.templates)
-    config = workspace.load_config(args.config, signal=args.signal, lumi=args.lumi)
-    user = workspace.read_workspace(args.workspace) if args.workspace else None
-    out = stats.fit_templates(t, config, user, asimov=args.asimov, limit=not args.no_limit,
-                              hepdata=args.hepdata)
-    written = stats.write_fit_outputs(out, args.output_dir, force=args.force)
+    inputs = [p for p in (args.templates, args.workspace, args.config) if p]
+    with output_directory(args.output_dir, force=args.force, inputs=inputs,
+                          writer="hepsafe fit") as tmp:
+        t = templates_io.read_templates(args.templates)
+        config = workspace.load_config(args.config, signal=args.signal, lumi=args.lumi)
+        user = workspace.read_workspace(args.workspace) if args.workspace else None
+        out = stats.fit_templates(t, config, user, asimov=args.asimov,
+                                  limit=not args.no_limit, hepdata=args.hepdata)
+        written = stats.write_fit_outputs(out, tmp)
     print(out.text)
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(Path(args.output_dir) / p.name) for p in written))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepsafe`` command."""
-    p = argparse.ArgumentParser(prog="hepsafe", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="hepsafe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"hepsafe {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="generate a jet sample with Pythia8 + FastJet")
     g.add_argument("-o", "--output", required=True, help="output ROOT file (card written beside)")
@@ -134,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("info", help="summarise a jet file (default: the shipped sample)")
-    i.add_argument("file", nargs="?", default=None)
+    i.add_argument("file", nargs="?", default=None, metavar="FILE",
+                   help="ROOT file in the hepsafe format (docs/DATA.md; default: the shipped "
+                        "sample hepsafe/data/sample.root)")
     i.set_defaults(func=_cmd_info)
 
     t = sub.add_parser("train", help="train the reference taggers (W vs QCD) and export ONNX")
@@ -162,27 +188,44 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="templates (+ a pyhf workspace) -> workspace/patch and fit")
     f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates_io)")
     f.add_argument("-o", "--output-dir", required=True,
-                   help="directory for workspace.json, patch.json, fit.json, fit.txt")
+                   help="new output directory for workspace.json, patch.json (+ patchset.json), "
+                        "fit.json, fit.txt, yields.txt")
     f.add_argument("--workspace", help="user's pyhf workspace: write a patch adding the variations")
     f.add_argument("--config", help="JSON configuration (schemas/workspace_config.schema.json)")
-    f.add_argument("--signal", nargs="+", default=None, help="signal sample(s) scaled by the POI")
-    f.add_argument("--lumi", type=float, default=None, help="relative luminosity uncertainty")
+    f.add_argument("--signal", nargs="+", default=None,
+                   help="signal sample(s) scaled by the POI (default: 'signal' of --config, "
+                        "else the sample named 'signal')")
+    f.add_argument("--lumi", type=float, default=None,
+                   help="relative luminosity uncertainty (default: 'lumi' of --config, else "
+                        "none)")
     f.add_argument("--asimov", action="store_true", help="fit the Asimov data set at POI = 1")
     f.add_argument("--no-limit", action="store_true", help="skip the CLs upper limit")
     f.add_argument("--hepdata", help="HEPData record (insNNNNNNN): also write a pyhf PatchSet")
-    f.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    f.add_argument("--force", action="store_true", help=FORCE_HELP)
     f.set_defaults(func=_cmd_fit)
     return p
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A warning as one line on stderr."""
+    text = str(message).strip().splitlines()
+    print(f"hepsafe: warning: {text[0] if text else category.__name__}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hepsafe`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except HepsafeError as exc:
-        print(f"hepsafe: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except FitError as exc:
+            print(f"hepsafe: fit not done: {exc}", file=sys.stderr)
+            return 4
+        except HepsafeError as exc:
+            print(f"hepsafe: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import yaml
 from . import schemas
 from .exceptions import ConfigError
 from .regions import Region
-
-MODELS_DIR = Path(__file__).parent / "models"
+from .tagger import MODELS_DIR as MODELS_DIR  # the one definition, re-exported
+from .tagger import model_path
 
 #: the tree read from each input file, per format (key 'tree' overrides it)
 TREES = {"hepsafe": "jets", "pfnano": "Events"}
@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "working_point": {"signal_efficiency": 0.5},
     "observable": {"bins": 10, "range": [0.0, 1.0]},
     "gate": {},
-    "fit": {"lumi_uncertainty": 0.0, "symmetrize": True},
+    "fit": {"lumi_uncertainty": 0.0, "missing_side": "mirror", "merge_empty_bins": False,
+            "skip": False},
 }
 
 
@@ -63,10 +64,8 @@ def _resolve(path: str, base: Path) -> str:
 
 def resolve_model(model: str, base: Path) -> Path:
     """A tagger path: a shipped model name (``pfn``, ``hl``) or a file relative to ``base``."""
-    shipped = MODELS_DIR / f"{model}.onnx"
-    if "/" not in model and not model.endswith(".onnx") and shipped.exists():
-        return shipped
-    return Path(_resolve(model, base))
+    p = model_path(model)
+    return p if p.is_absolute() else base / p
 
 
 def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = None) -> RunConfig:
@@ -140,6 +139,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
                 )
             seen.add(name)
     _check_variations_and_gate(cfg, source)
+    _check_fit(cfg, raw.get("fit", {}), source)
     cfg["output"] = _resolve(cfg["output"], Path.cwd())
     return RunConfig(raw=cfg, source=source)
 
@@ -167,11 +167,64 @@ def _check_variations_and_gate(cfg: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: key 'gate': {exc}") from exc
 
 
+def _check_fit(cfg: dict[str, Any], given: Any, source: str) -> None:
+    """``fit/symmetrize`` (the older key) folded into ``fit/missing_side``; ``refuse`` with
+    one-sided entries (attacks always are) is an error here, before any work."""
+    from .variations import configured_sides
+
+    fit = cfg["fit"]
+    if "symmetrize" in fit:
+        side = "mirror" if fit.pop("symmetrize") else "nominal"
+        if isinstance(given, dict) and given.get("missing_side", side) != side:
+            raise ConfigError(f"{source}: keys 'fit/symmetrize' and 'fit/missing_side' "
+                              "disagree; give 'fit/missing_side' alone")
+        fit["missing_side"] = side
+    if fit["missing_side"] != "refuse":
+        return
+    one = [e["name"] for e in cfg["attacks"]]
+    one += [e["name"] for e in cfg["variations"] if len(configured_sides(e)) == 1]
+    if one:
+        raise ConfigError(f"{source}: key 'fit/missing_side': 'refuse', but {one} are "
+                          "one-sided (every attack is); use 'mirror' or 'nominal'")
+
+
 DEMO_CONFIG = Path(__file__).parent / "data" / "demo.yaml"
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # unhashable key: the base class reports it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              _StrictLoader.construct_mapping)
+
+
 def load(path: str | os.PathLike[str]) -> RunConfig:
-    """Read and validate a YAML run configuration; relative paths are taken from its folder."""
+    """Read and validate a YAML run configuration; relative paths are taken from its folder.
+
+    A key given twice in one mapping is an error naming the key and both lines."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{path}: no such configuration file")

@@ -42,9 +42,27 @@ class WorkspaceError(HepsafeError, ValueError):
     """A pyhf workspace or patch cannot be built or applied (names channel/sample)."""
 
 
-class OutputExistsError(HepsafeError, FileExistsError):
+class OutputError(HepsafeError, OSError):
+    """An output directory cannot be written or replaced (names it and says why)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
     """An output directory or file exists and --force was not given."""
+
+
+class OutputLockedError(OutputError):
+    """Another hepsafe process is writing the same output directory (names its pid)."""
+
+
+class FitError(HepsafeError, ValueError):
+    """Templates cannot be fitted as they are (empty background bins, a refused one-sided
+    variation, a fit that does not converge); the message names the remedy."""
 
 
 class TemplateWarning(UserWarning):
     """Templates were changed to make them usable (negative yields clipped, ...)."""
+
+
+class MirrorWarning(TemplateWarning):
+    """A one-sided variation was mirrored to give its missing side (names sample and
+    variation)."""

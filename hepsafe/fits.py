@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import WorkspaceError
+from .exceptions import FitError, WorkspaceError
 from .workspace import MODIFIER_SETTINGS, validate_workspace
 
 #: minuit's convergence tolerance (EDM < 0.002 * tolerance): mu-hat to ~1e-3 sigma
@@ -27,6 +27,21 @@ MINUIT_CALLS_FACTOR = 5
 def minuit_max_calls(n_free: int) -> int:
     """MIGRAD's call limit for ``n_free`` free parameters."""
     return MINUIT_CALLS_FACTOR * (200 + 100 * n_free + 5 * n_free * n_free)
+
+
+@contextlib.contextmanager
+def _quiet_pyhf() -> Iterator[None]:
+    """Silence pyhf's optimizer log for the block: a failed minimisation is retried or
+    raised here, with its reason, instead of logging a traceback."""
+    import logging
+
+    logger = logging.getLogger("pyhf.optimize.mixins")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -128,7 +143,7 @@ def fit(model: Any, data: np.ndarray, fixed: Mapping[str, float] | None = None) 
     calls = minuit_max_calls(len(mask) - int(sum(bool(m) for m in mask)))
     for options in ({}, {"strategy": 2}):
         try:
-            with minuit_backend(maxiter=calls, **options):
+            with minuit_backend(maxiter=calls, **options), _quiet_pyhf():
                 result, twice_nll = pyhf.infer.mle.fit(
                     data, model, init_pars=init, fixed_params=mask,
                     return_uncertainties=True, return_fitted_val=True,
@@ -140,12 +155,15 @@ def fit(model: Any, data: np.ndarray, fixed: Mapping[str, float] | None = None) 
         tensorlib, optimizer = pyhf.get_backend()
         pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
         try:
-            values, twice_nll = pyhf.infer.mle.fit(
-                data, model, init_pars=init, fixed_params=mask, return_fitted_val=True
-            )
+            with _quiet_pyhf(), np.errstate(all="ignore"):
+                values, twice_nll = pyhf.infer.mle.fit(
+                    data, model, init_pars=init, fixed_params=mask, return_fitted_val=True
+                )
         except pyhf.exceptions.FailedMinimization as exc:
-            raise WorkspaceError(
-                f"the fit did not converge (fixed: {dict(fixed or {})}): {exc}"
+            raise FitError(
+                f"the fit did not converge (fixed: {dict(fixed or {})}): {exc}; check the "
+                "templates for bins with little or no background (fewer bins, "
+                "merge_empty_bins)"
             ) from exc
         finally:
             pyhf.set_backend(tensorlib, optimizer)

@@ -115,6 +115,20 @@ def symmetrize(t: Templates, names: Sequence[str] | None = None) -> Templates:
     return with_cell_contents(t, contents)
 
 
+def one_sided(t: Templates) -> list[tuple[str, str, str]]:
+    """The one-sided variations of ``t``: ``(region, sample, variation present)`` for every
+    systematic of a sample that has ``<name>_up`` or ``<name>_down`` but not both."""
+    out = []
+    for r in t.regions:
+        for s in t.samples(r):
+            present = t.variations(r, s)
+            for name in t.systematics(r):
+                up, down = variation_name(name, UP), variation_name(name, DOWN)
+                if (up in present) != (down in present):
+                    out.append((r, s, up if up in present else down))
+    return out
+
+
 def smooth_ratio(nominal: np.ndarray, varied: np.ndarray, passes: int = 1) -> np.ndarray:
     """Smooth a variation: its ratio to nominal is smoothed with a (1, 2, 1) kernel.
 
@@ -195,6 +209,40 @@ def rebin(t: Templates, region: str, keep: Sequence[int]) -> Templates:
         for key, (vals, var) in contents[region].items()
     }
     return with_cell_contents(t, contents, edges={region: edges[k]})
+
+
+def positive_plan(values: np.ndarray) -> list[int]:
+    """Indices of the edges to keep so that every merged bin of ``values`` (shape
+    ``(n_bins,)``, e.g. the summed background) is positive; bins are merged left to right,
+    a non-positive last group joins the previous one. Returns ``(n_merged + 1,)`` indices,
+    first 0 and last n_bins (all of them when no bin needs merging)."""
+    keep, acc = [0], 0.0
+    n = len(values)
+    for i in range(n):
+        acc += float(values[i])
+        if acc > 0:
+            keep.append(i + 1)
+            acc = 0.0
+    if keep[-1] != n:
+        if len(keep) > 1:
+            keep[-1] = n
+        else:
+            keep.append(n)
+    return keep
+
+
+def merge_empty_bins(t: Templates, samples: Sequence[str]) -> Templates:
+    """New templates whose bins are merged with their neighbours until the summed nominal of
+    ``samples`` (e.g. the backgrounds) is positive in every bin of every region."""
+    out = t
+    for r in t.regions:
+        names = [s for s in t.samples(r) if s in samples]
+        if not names:
+            continue
+        keep = positive_plan(np.asarray(sum(t.values(r, s) for s in names)))
+        if len(keep) != len(t.edges(r)):
+            out = rebin(out, r, keep)
+    return out
 
 
 def merge_low_stat(

@@ -81,10 +81,24 @@ def _region_lines(region: Region) -> list[str]:
             "out count as lost). The gate compares all control jets."]
 
 
+def _fit_section(fit: Mapping[str, Any], fit_note: str) -> list[str]:
+    if not fit:
+        return [f"The fit was not done: {fit_note}." if fit_note else "The fit was not done.",
+                "",
+                "Remedies for empty background bins: fewer `observable/bins`, "
+                "`fit: {merge_empty_bins: true}` (merges them with a neighbour), or "
+                "`fit: {skip: true}` (docs/RUN.md, section fit). The templates are in "
+                "`templates.root` and `templates.json` (`hepsafe fit` fits them)."]
+    return [*_fit_tables(fit), "",
+            "Files: `workspace.json` (patched), `patch.json` (RFC 6902 patch adding the "
+            "variations to the nominal-only workspace), `templates.root`, `fit.json`, "
+            "`provenance.json`."]
+
+
 def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str, Any],
              fit: Mapping[str, Any], figures: Sequence[str],
-             provenance: Mapping[str, Any]) -> str:
-    """The report as markdown."""
+             provenance: Mapping[str, Any], fit_note: str = "") -> str:
+    """The report as markdown; ``fit`` empty: the fit was not done, ``fit_note`` says why."""
     header, rows = summary_rows(summary)
     wp = cfg["working_point"]["signal_efficiency"]
     lines = [
@@ -114,11 +128,7 @@ def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str,
         "",
         "## Fit",
         "",
-        *_fit_tables(fit),
-        "",
-        "Files: `workspace.json` (patched), `patch.json` (RFC 6902 patch adding the "
-        "variations to the nominal-only workspace), `templates.root`, `fit.json`, "
-        "`provenance.json`.",
+        *_fit_section(fit, fit_note),
         "",
     ]
     if figures:
@@ -179,8 +189,9 @@ def _md_to_html(md: str, out: Path) -> str:
 
 def write_reports(out: Path, cfg: Any, summary: Sequence[Mapping[str, Any]],
                   gates: Mapping[str, Any], fit: Mapping[str, Any], figures: Sequence[str],
-                  provenance: Mapping[str, Any]) -> list[Path]:
-    """Write ``report.md`` and ``report.html`` into ``out`` (atomically)."""
-    md = markdown(cfg, summary, gates, fit, figures, provenance)
+                  provenance: Mapping[str, Any], fit_note: str = "") -> list[Path]:
+    """Write ``report.md`` and ``report.html`` into ``out`` (atomically); ``fit`` empty:
+    the fit was not done, ``fit_note`` says why."""
+    md = markdown(cfg, summary, gates, fit, figures, provenance, fit_note)
     return [write_text(out / "report.md", md), write_text(out / "report.html",
                                                           _md_to_html(md, out))]

@@ -9,13 +9,14 @@ systematic, pulls and impacts (:func:`fit_report`); :func:`write_fit_outputs` wr
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import templates as tpl
-from .exceptions import OutputExistsError, WorkspaceError
+from .exceptions import OutputExistsError, TemplateWarning, WorkspaceError
 from .fits import FitResult, fit, impacts, model_and_data, nominal_values, parameter_labels, pulls
 from .io import write_json, write_text
 from .limits import significance, upper_limit
@@ -181,13 +182,16 @@ def fit_templates(
         names = systematic_parameters(patch)
     report = fit_report(ws, names, asimov=asimov, limit=limit)
     report["config"] = config.to_dict()
+    with warnings.catch_warnings():  # the same templates again: warned once already
+        warnings.simplefilter("ignore", TemplateWarning)
+        yields = tpl.format_yields(prepare_templates(t, config))
     return FitOutputs(
         workspace=ws,
         patch=patch,
         patchset=patchset,
         report=report,
         text=format_report(report),
-        yields=tpl.format_yields(prepare_templates(t, config)),
+        yields=yields,
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "card_path",
     "check_graph",
     "load_card",
+    "model_path",
     "reference",
     "to_torch",
 ]
@@ -694,10 +695,29 @@ def _used_columns(ns: Any, mask: Any) -> int:
     return max(int(nz[-1]) + 1 if len(nz) else 1, 1)
 
 
+def model_path(model: str | os.PathLike[str]) -> Path:
+    """The ONNX file ``model`` names: a shipped model by name (``pfn``, ``hl``,
+    ``adversary_pfn``: ``MODELS_DIR/<name>.onnx``, from any working directory), otherwise
+    ``model`` itself as a path (``~`` expanded).
+
+    Examples
+    --------
+    >>> model_path("pfn") == MODELS_DIR / "pfn.onnx"
+    True
+    >>> str(model_path("my/tagger.onnx"))
+    'my/tagger.onnx'
+    """
+    s = os.fspath(model)
+    shipped = MODELS_DIR / f"{s}.onnx"
+    if s and "/" not in s and os.sep not in s and not s.endswith(".onnx") and shipped.is_file():
+        return shipped
+    return Path(os.path.expanduser(s))
+
+
 def reference(name: str = "pfn", **options: Any) -> OnnxTagger:
     """A committed reference tagger by name ("pfn" or "hl"); ``options`` go to OnnxTagger."""
-    path = MODELS_DIR / f"{name}.onnx"
-    if not path.exists():
+    path = model_path(name)
+    if path.parent != MODELS_DIR:
         known = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
         raise ModelError(f"no reference tagger named '{name}' in {MODELS_DIR} (known: {known})")
     return OnnxTagger(path, **options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -21,13 +22,14 @@ import numpy as np
 
 from . import hygiene
 from . import templates as tpl
-from .exceptions import TemplateError, WorkspaceError
+from .exceptions import FitError, MirrorWarning, TemplateError, WorkspaceError
 from .io import read_json
 from .schemas import validate
 from .templates import Templates
 
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 _DECORRELATE = ("sample", "region", "sample+region")
+_MISSING_SIDE = ("mirror", "nominal", "refuse")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -40,7 +42,10 @@ class WorkspaceConfig:
     observations are the Asimov sum of nominals at POI = 1); ``systematics``: names to use
     (None: all); ``decorrelate``: ``{name: "sample" | "region" | "sample+region"}`` gives a
     systematic one parameter per sample and/or region (default: one shared parameter);
-    ``symmetrize``: mirror one-sided variations (else the missing side is the nominal);
+    ``missing_side``: the missing side of a one-sided variation: "mirror" (``2 * nominal -
+    present``, with a MirrorWarning naming sample and variation), "nominal", or "refuse"
+    (FitError); ``merge_empty_bins``: merge bins whose summed background nominal is not
+    positive with a neighbour (else such a bin is a FitError);
     ``smooth``: smooth every variation's ratio to nominal (``smooth_passes`` times);
     ``merge_rel_stat``: merge bins until the summed nominal has at most this relative
     statistical error; ``negative``: "clip" (warn) or "error" for negative yields;
@@ -56,7 +61,8 @@ class WorkspaceConfig:
     data_sample: str | None = "data"
     systematics: tuple[str, ...] | None = None
     decorrelate: Mapping[str, str] = field(default_factory=dict)
-    symmetrize: bool = True
+    missing_side: str = "mirror"
+    merge_empty_bins: bool = False
     smooth: bool = False
     smooth_passes: int = 1
     merge_rel_stat: float | None = None
@@ -71,6 +77,9 @@ class WorkspaceConfig:
                 raise WorkspaceError(
                     f"decorrelate[{name!r}] = {mode!r}; expected one of {list(_DECORRELATE)}"
                 )
+        if self.missing_side not in _MISSING_SIDE:
+            raise WorkspaceError(f"missing_side = {self.missing_side!r}; expected one of "
+                                 f"{list(_MISSING_SIDE)}")
         if self.negative not in ("clip", "error"):
             raise WorkspaceError(f"negative = {self.negative!r}; expected 'clip' or 'error'")
         lo, hi = self.poi_bounds
@@ -82,9 +91,15 @@ class WorkspaceConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> WorkspaceConfig:
         """A configuration from a JSON-like dict (validated against
-        ``schemas/workspace_config.schema.json``)."""
+        ``schemas/workspace_config.schema.json``). The older key ``symmetrize`` is read as
+        ``missing_side`` (true: "mirror", false: "nominal")."""
         validate(d, "workspace_config", what=source, error=WorkspaceError)
         kw: dict[str, Any] = dict(d)
+        if "symmetrize" in kw:
+            side = "mirror" if kw.pop("symmetrize") else "nominal"
+            if kw.setdefault("missing_side", side) != side:
+                raise WorkspaceError(f"{source}: keys 'symmetrize' and 'missing_side' "
+                                     "disagree; give 'missing_side' alone")
         for k in ("signal", "poi_bounds", "systematics"):
             if kw.get(k) is not None:
                 kw[k] = tuple(kw[k])
@@ -128,11 +143,67 @@ def _fit_samples(t: Templates, region: str, config: WorkspaceConfig) -> list[str
     return [s for s in t.samples(region) if s != config.data_sample]
 
 
-def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
-    """Templates ready for a fit: selected, merged, symmetrised, smoothed, clipped, checked.
+def _backgrounds(t: Templates, config: WorkspaceConfig) -> list[str]:
+    """The fit samples not scaled by the POI (all fit samples when every one is signal)."""
+    fit = sorted({s for r in t.regions for s in _fit_samples(t, r, config)})
+    return [s for s in fit if s not in config.signal] or fit
 
-    Raises TemplateError for a missing nominal, a non-positive total yield, a negative yield
-    with ``negative="error"``, or a bin where the summed nominal of all samples is zero.
+
+def _bins(bins: np.ndarray) -> str:
+    """Bin indices as ``[0, 4, 7]``, or ``[0, 4, ..., 99] (12 bins)`` when there are many."""
+    if len(bins) <= 8:
+        return str(bins.tolist())
+    head = ", ".join(str(int(i)) for i in bins[:6])
+    return f"[{head}, ..., {int(bins[-1])}] ({len(bins)} bins)"
+
+
+def _missing_sides(t: Templates, config: WorkspaceConfig) -> Templates:
+    one = [(r, s, v) for r, s, v in hygiene.one_sided(t) if s != config.data_sample]
+    if not one or config.missing_side == "nominal":
+        return t
+    listed = ", ".join(f"{r}/{s} {v}" for r, s, v in one)
+    if config.missing_side == "refuse":
+        raise FitError(f"one-sided variation(s) {listed}: the other side is missing and "
+                       "missing_side is 'refuse'; give both sides, or set missing_side to "
+                       "'mirror' or 'nominal'")
+    warnings.warn(f"mirrored one-sided variation(s) (missing side = 2 x nominal - present "
+                  f"side; missing_side 'nominal' or 'refuse' changes this): {listed}",
+                  MirrorWarning, stacklevel=3)
+    return hygiene.symmetrize(t)
+
+
+def _check_bins(t: Templates, config: WorkspaceConfig) -> None:
+    """Raise FitError for a bin without positive background (or total) nominal yield."""
+    remedy = ("use fewer bins, set merge_empty_bins (merges such a bin with a neighbour), "
+              "or skip the fit")
+    backgrounds = _backgrounds(t, config)
+    for r in t.regions:
+        samples = _fit_samples(t, r, config)
+        if not samples:
+            raise TemplateError(f"region {r!r} has no sample to fit (only {t.samples(r)})")
+        n = len(t.edges(r)) - 1
+        total = np.asarray(sum(t.values(r, s) for s in samples))
+        zero = np.nonzero(total <= 0)[0]
+        if len(zero):
+            raise FitError(f"region {r!r}: bins {_bins(zero)} of {n} have zero total nominal "
+                           f"yield over samples {samples}; {remedy}")
+        bkg = [s for s in samples if s in backgrounds]
+        if bkg and bkg != samples:
+            empty = np.nonzero(np.asarray(sum(t.values(r, s) for s in bkg)) <= 0)[0]
+            if len(empty):
+                raise FitError(f"region {r!r}: bins {_bins(empty)} of {n} have no background "
+                               f"(summed nominal of {bkg} <= 0), so the fit cannot describe "
+                               f"them at mu = 0; {remedy}")
+
+
+def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
+    """Templates ready for a fit: selected, merged, sides completed, smoothed, clipped,
+    checked.
+
+    Raises TemplateError for a missing nominal, a non-positive total yield or a negative
+    yield with ``negative="error"``; FitError for a bin where the summed nominal of the
+    backgrounds (or of all samples) is not positive, or a one-sided variation with
+    ``missing_side="refuse"``. Warns (MirrorWarning) when it mirrors one.
     """
     if config.systematics is not None:
         t = hygiene.select_systematics(t, config.systematics)
@@ -141,8 +212,9 @@ def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
     if config.merge_rel_stat is not None:
         samples = sorted({s for r in t.regions for s in _fit_samples(t, r, config)})
         t = hygiene.merge_low_stat(t, config.merge_rel_stat, samples=samples)
-    if config.symmetrize:
-        t = hygiene.symmetrize(t)
+    if config.merge_empty_bins:
+        t = hygiene.merge_empty_bins(t, _backgrounds(t, config))
+    t = _missing_sides(t, config)
     if config.smooth:
         t = hygiene.smooth(t, passes=config.smooth_passes)
     negative = [
@@ -155,17 +227,7 @@ def prepare_templates(t: Templates, config: WorkspaceConfig) -> Templates:
             raise TemplateError(f"negative yields in {'; '.join(negative)}")
         t = hygiene.clip_negative(t, exclude=exclude)
     hygiene.check(t, exclude=exclude)
-    for r in t.regions:
-        samples = _fit_samples(t, r, config)
-        if not samples:
-            raise TemplateError(f"region {r!r} has no sample to fit (only {t.samples(r)})")
-        total = sum(t.values(r, s) for s in samples)
-        zero = np.nonzero(np.asarray(total) <= 0)[0]
-        if len(zero):
-            raise TemplateError(
-                f"region {r!r}: bins {zero.tolist()} have zero total nominal yield over samples "
-                f"{samples}; merge them (merge_rel_stat) or change the binning"
-            )
+    _check_bins(t, config)
     return t
 
 

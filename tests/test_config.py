@@ -99,6 +99,17 @@ BROKEN = [
     ("truth label on PFNano", _broken(format="pfnano"),
      r"key 'samples/0/label': PFNano jets carry no truth label"),
     ("unknown gate option", _broken(gate={"ks_maximum": 0.1}), r"key 'gate': .*ks_maximum"),
+    ("refuse with a one-sided variation",
+     _broken(variations=[{"type": "smear_energy", "name": "smear"}],
+             fit={"missing_side": "refuse"}),
+     r"key 'fit/missing_side': 'refuse', but \['smear'\] are one-sided"),
+    ("refuse with an attack", _broken(attacks=[{"type": "pgd"}], fit={"missing_side": "refuse"}),
+     r"key 'fit/missing_side': 'refuse', but \['pgd'\]"),
+    ("symmetrize and missing_side disagree",
+     _broken(fit={"symmetrize": True, "missing_side": "nominal"}),
+     r"keys 'fit/symmetrize' and 'fit/missing_side' disagree"),
+    ("unknown missing side", _broken(fit={"missing_side": "zero"}), r"key 'fit/missing_side'"),
+    ("skip not a boolean", _broken(fit={"skip": "yes"}), r"key 'fit/skip'"),
 ]
 
 
@@ -121,13 +132,47 @@ def test_not_yaml_empty_and_missing(tmp_path):
         config.load(_write(tmp_path, "- a\n- b\n"))
 
 
+def test_duplicate_keys_are_an_error(tmp_path):
+    """PyYAML keeps the last of two equal keys; a run configuration refuses them, naming the
+    key and both lines, at any depth."""
+    text = ("seed: 1\nsamples: []\nseed: 2\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: key 'seed' is given twice \(lines 1 and "
+                                          r"3\); keep one") as exc:
+        config.load(_write(tmp_path, text))
+    assert "\n" not in str(exc.value)
+    nested = yaml.safe_dump(GOOD, sort_keys=False).replace(
+        "  model: pfn\n", "  model: pfn\n  model: hl\n")
+    assert nested.count("model:") == 2
+    line = nested.splitlines().index("  model: hl") + 1
+    with pytest.raises(ConfigError, match=rf"key 'model' is given twice \(lines {line - 1} and "
+                                          rf"{line}\)"):
+        config.load(_write(tmp_path, nested))
+    # equal keys in different mappings, and keys overriding a YAML merge, are fine
+    merged = (f"samples:\n  - &w {{name: W, role: signal, files: [{SAMPLE_FILE}], label: 1}}\n"
+              "  - <<: *w\n    name: QCD\n    role: background\n    label: 0\n"
+              "tagger: {model: pfn}\nvariations: [{type: scale_all}]\noutput: out\n")
+    qcd = config.load(_write(tmp_path, merged))["samples"][1]
+    assert (qcd["name"], qcd["role"], qcd["label"]) == ("QCD", "background", 0)
+
+
+def test_fit_keys_fold_symmetrize(tmp_path):
+    """fit/symmetrize, the older key, becomes fit/missing_side; skip and merge_empty_bins
+    default to false."""
+    cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"symmetrize": False}}))
+    assert cfg["fit"] == {"lumi_uncertainty": 0.0, "missing_side": "nominal",
+                          "merge_empty_bins": False, "skip": False}
+    cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"skip": True, "merge_empty_bins": True}}))
+    assert cfg["fit"]["skip"] is True and cfg["fit"]["merge_empty_bins"] is True
+    assert cfg["fit"]["missing_side"] == "mirror"
+
+
 def test_tree_default_follows_the_format(tmp_path):
     assert config.load(_write(tmp_path, GOOD))["tree"] == "jets"
     nano = {**GOOD, "format": "pfnano",
             "samples": [{k: v for k, v in s.items() if k != "label"} for s in GOOD["samples"]]}
     assert config.load(_write(tmp_path, nano))["tree"] == "Events"
     assert config.load(_write(tmp_path, {**nano, "tree": "T"}))["tree"] == "T"
-    assert config.load(_write(tmp_path, GOOD))["fit"]["symmetrize"] is True
+    assert config.load(_write(tmp_path, GOOD))["fit"]["missing_side"] == "mirror"
 
 
 def test_run_md_example_loads(tmp_path):
@@ -141,7 +186,8 @@ def test_run_md_example_loads(tmp_path):
     shutil.copy(SAMPLE_FILE, tmp_path / "data" / "sample.root")
     cfg = config.load(_write(tmp_path, block))
     assert {a["type"] for a in cfg["attacks"]} == {"fgsm", "pgd", "spsa", "greedy", "learned"}
-    assert cfg["region"] == {"jet_mass": [55.0, 105.0]} and cfg["fit"]["symmetrize"] is True
+    assert cfg["region"] == {"jet_mass": [55.0, 105.0]}
+    assert cfg["fit"]["missing_side"] == "mirror" and cfg["fit"]["skip"] is False
 
 
 def test_region_demo_example_loads():

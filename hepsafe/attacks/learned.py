@@ -55,7 +55,7 @@ from ..exceptions import ConfigError, InputError, ModelError
 from ..io import atomic_path, sha256sum, write_json
 from ..jets import JetBatch
 from ..perturb import Perturber
-from ..tagger import OnnxTagger, card_path
+from ..tagger import OnnxTagger, card_path, model_path
 from ..validate import GateConfig, GateReport, Limits, gate
 from ..versions import package_versions
 from .adversary_onnx import (
@@ -713,10 +713,11 @@ class LearnedAdversary(AdversaryNetwork):
     def load(cls, path: str | os.PathLike[str], tagger: OnnxTagger,
              envelope: Envelope | None = None, batch_size: int = 512) -> LearnedAdversary:
         """A trained adversary from an exported graph and its card (the torch network rebuilt
-        from the graph's weights). ``envelope`` default: the card's."""
+        from the graph's weights); ``path`` may be a shipped name (``adversary_pfn``).
+        ``envelope`` default: the card's."""
         import onnx
 
-        p = Path(path)
+        p = model_path(path)
         if not p.exists():
             raise ModelError(f"{p}: no such ONNX file")
         card = load_adversary_card(card_path(p))
