@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1,
     "format": "hepsafe",
     "collection": "FatJet",
+    "puppi": None,
     "envelope": {"pt": 0.02, "eta": 0.02, "phi": 0.02},
     "variations": [],
     "attacks": [],
@@ -81,6 +82,8 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
         else:
             cfg[key] = value
     cfg.setdefault("tree", TREES[cfg["format"]])
+    if cfg["puppi"] is None:  # AK8 FatJet in PFNano is PUPPI: weighted unless told otherwise
+        cfg["puppi"] = cfg["format"] == "pfnano" and cfg["collection"] == "FatJet"
     names = [s["name"] for s in cfg["samples"]]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -123,6 +126,10 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
         Region.from_dict(cfg["region"])
     except ConfigError as exc:
         raise ConfigError(f"{source}: key 'region': {exc}") from exc
+    if "jet_msoftdrop" in cfg["region"] and cfg["format"] != "pfnano":
+        raise ConfigError(f"{source}: key 'region/jet_msoftdrop': format '{cfg['format']}' "
+                          "carries no soft-drop mass (expected format pfnano with "
+                          f"{cfg['collection']}_msoftdrop)")
     for i, item in enumerate(cfg["attacks"]):
         if "model" in item:
             m = Path(_resolve(item["model"], base))

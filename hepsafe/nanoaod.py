@@ -6,6 +6,14 @@ PFNano stores, per event, a jet collection (``FatJet_*`` or ``Jet_*``), the PF c
 those per-event arrays into one JetBatch row per jet, fully vectorised. It works on arrays
 read by uproot (:func:`read_pfnano`) and on the same fields taken from coffea NanoEvents
 (``hepsafe.coffea``).
+
+PUPPI: the association table links a PUPPI jet to the *unweighted* packed candidates, so
+with ``puppi`` (default for ``FatJet``, AK8 PUPPI jets) each candidate's four-momentum is
+multiplied by its ``PFCands_puppiWeight`` (w in [0, 1]) and candidates with w = 0 are
+dropped: they are not part of the PUPPI jet. The nominal jets keep the file's jet values
+(``FatJet_pt``, ``FatJet_mass``: corrected); a perturbation moves them by the ratio of the
+constituent sums (:meth:`hepsafe.perturb.Perturber.build`). ``FatJet_msoftdrop``, when the
+file has it, becomes ``JetBatch.msoftdrop``.
 """
 
 from __future__ import annotations
@@ -24,17 +32,61 @@ from .jets import JetBatch
 
 COLLECTIONS = ("FatJet", "Jet")
 PF_FIELDS = ("pt", "eta", "phi", "mass", "charge", "pdgId")
+#: the per-candidate PUPPI weight, in [0, 1]
+PUPPI_BRANCH = "PFCands_puppiWeight"
 
 
-def branch_names(collection: str = "FatJet") -> list[str]:
-    """The NanoAOD branches needed for ``collection`` ("FatJet" or "Jet")."""
+def default_puppi(collection: str) -> bool:
+    """Whether ``collection``'s candidates are PUPPI-weighted by default: True for
+    ``FatJet`` (AK8 PUPPI jets), False for ``Jet``."""
+    return collection == "FatJet"
+
+
+def _puppi(puppi: bool | None, collection: str) -> bool:
+    return default_puppi(collection) if puppi is None else bool(puppi)
+
+
+def branch_names(collection: str = "FatJet", puppi: bool | None = None) -> list[str]:
+    """The NanoAOD branches needed for ``collection`` ("FatJet" or "Jet"), with
+    ``PFCands_puppiWeight`` when the candidates are PUPPI-weighted (``puppi``; None: the
+    collection's default, :func:`default_puppi`)."""
     if collection not in COLLECTIONS:
         raise InputError(f"collection must be one of {COLLECTIONS}, got {collection!r}")
     return (
         [f"{collection}_{f}" for f in ("pt", "eta", "phi", "mass")]
         + [f"{collection}PFCands_jetIdx", f"{collection}PFCands_pFCandsIdx"]
         + [f"PFCands_{f}" for f in PF_FIELDS]
+        + ([PUPPI_BRANCH] if _puppi(puppi, collection) else [])
     )
+
+
+def optional_branch_names(collection: str = "FatJet") -> list[str]:
+    """Branches read when the file has them: ``event``, ``genWeight`` and the soft-drop
+    mass ``<collection>_msoftdrop`` [GeV]."""
+    return ["event", "genWeight", f"{collection}_msoftdrop"]
+
+
+def weighted_p4(pt: Any, eta: Any, mass: Any, weight: Any, astype: Any) -> tuple[Any, Any]:
+    """Candidate ``(pT, energy)`` [GeV] as float32, after ``p4 -> weight * p4`` (``weight``
+    None: unweighted); energy from the float32 pT, eta and the weighted mass.
+
+    Written against numpy ufuncs and ``astype(array, dtype)`` (``np.asarray``,
+    ``ak.values_astype``, ``dask_awkward.values_astype``), so flat numpy buffers and jagged
+    awkward arrays give the same values bit for bit. Shapes: any, all alike.
+    """
+    pt64 = astype(pt, np.float64)
+    m64 = astype(mass, np.float64)
+    if weight is not None:
+        w = astype(weight, np.float64)
+        pt64 = pt64 * w
+        m64 = m64 * w
+    cpt = astype(pt64, np.float32)
+    pz = astype(cpt, np.float64) * np.cosh(astype(eta, np.float64))
+    return cpt, astype(np.sqrt(pz * pz + m64 * m64), np.float32)
+
+
+def _np_astype(x: Any, dtype: Any) -> np.ndarray:
+    return np.asarray(x, dtype=dtype)
 
 
 def _flat(x: Any) -> np.ndarray:
@@ -53,16 +105,24 @@ def jets_from_arrays(
     collection: str = "FatJet",
     source: str = "arrays",
     label: int = -1,
+    puppi: bool | None = None,
 ) -> JetBatch:
     """Map per-event PFNano arrays to a JetBatch (one row per jet).
 
-    ``arrays`` maps NanoAOD branch names (:func:`branch_names`, plus optional ``event`` and
-    ``genWeight``) to per-event jagged arrays (event-level scalars for ``event``). Jet
-    order within an event is kept and recorded in ``jet_index``; constituents are ordered
-    by decreasing pT; jets without associated candidates are kept with zero constituents.
+    ``arrays`` maps NanoAOD branch names (:func:`branch_names`, plus the optional
+    :func:`optional_branch_names`) to per-event jagged arrays (event-level scalars for
+    ``event``, ``genWeight``). Jet order within an event is kept and recorded in
+    ``jet_index``; jets without associated candidates are kept with zero constituents.
+    ``puppi`` (None: True for FatJet, False for Jet): candidate four-momenta times
+    ``PFCands_puppiWeight``, candidates of weight 0 dropped (module docstring); recorded in
+    ``meta["puppi"]``. Constituents are ordered by decreasing (weighted) pT.
     """
-    names = branch_names(collection)
+    puppi = _puppi(puppi, collection)
+    names = branch_names(collection, puppi)
     missing = [b for b in names if b not in arrays]
+    if missing == [PUPPI_BRANCH]:
+        raise InputError(f"{source}: no branch '{PUPPI_BRANCH}' (PUPPI weights of the "
+                         f"{collection} candidates; option 'puppi' false reads them unweighted)")
     if missing:
         raise InputError(f"{source}: no branch '{missing[0]}' (PFNano {collection} needs {names})")
     jet_pt = arrays[f"{collection}_pt"]
@@ -90,20 +150,27 @@ def jets_from_arrays(
     gjet = jet_off[ev_of_assoc] + local_jet
     gpf = pf_off[ev_of_assoc] + local_pf
     pf = {f: _flat(arrays[f"PFCands_{f}"]) for f in PF_FIELDS}
-    cpt = pf["pt"][gpf].astype(np.float32)
+    weight = None
+    if puppi:
+        weight = _flat(arrays[PUPPI_BRANCH])[gpf]
+        bad = np.flatnonzero(~((weight >= 0) & (weight <= 1)))
+        if len(bad):
+            raise InputError(f"{source}: event {int(ev_of_assoc[bad[0]])}: {PUPPI_BRANCH} is "
+                             f"{weight[bad[0]]}, expected a weight in [0, 1]")
+        kept = weight > 0  # a candidate of weight 0 is not part of the PUPPI jet
+        gjet, gpf, weight = gjet[kept], gpf[kept], weight[kept]
+    cpt, energy = weighted_p4(pf["pt"][gpf], pf["eta"][gpf], pf["mass"][gpf], weight,
+                              _np_astype)
     # group by jet, then decreasing pT within the jet (lexsort: last key is primary)
     order = np.lexsort((-cpt, gjet))
-    gjet, gpf, cpt = gjet[order], gpf[order], cpt[order]
+    gjet, gpf, cpt, energy = gjet[order], gpf[order], cpt[order], energy[order]
     counts = np.bincount(gjet, minlength=n_jets).astype(np.int64)
-    eta = pf["eta"][gpf].astype(np.float64)
-    mass = pf["mass"][gpf].astype(np.float64)
-    energy = np.sqrt((cpt.astype(np.float64) * np.cosh(eta)) ** 2 + mass**2)
     parts = ak.zip(
         {
             "pt": ak.unflatten(cpt, counts),
-            "eta": ak.unflatten(eta.astype(np.float32), counts),
+            "eta": ak.unflatten(pf["eta"][gpf].astype(np.float32), counts),
             "phi": ak.unflatten(pf["phi"][gpf].astype(np.float32), counts),
-            "energy": ak.unflatten(energy.astype(np.float32), counts),
+            "energy": ak.unflatten(energy, counts),
             "charge": ak.unflatten(pf["charge"][gpf].astype(np.int8), counts),
             "pid": ak.unflatten(pf["pdgId"][gpf].astype(np.int32), counts),
         },
@@ -118,6 +185,7 @@ def jets_from_arrays(
         weight = np.asarray(ak.to_numpy(arrays["genWeight"]), dtype=np.float32)[ev_of_jet]
     else:
         weight = np.ones(n_jets, dtype=np.float32)
+    msd = f"{collection}_msoftdrop"
     return JetBatch(
         pt=_flat(jet_pt).astype(np.float32),
         eta=_flat(arrays[f"{collection}_eta"]).astype(np.float32),
@@ -128,7 +196,8 @@ def jets_from_arrays(
         event=event,
         jet_index=(np.arange(n_jets, dtype=np.int64) - jet_off[ev_of_jet]).astype(np.int32),
         parts=parts,
-        meta={"source": source, "collection": collection},
+        meta={"source": source, "collection": collection, "puppi": puppi},
+        msoftdrop=_flat(arrays[msd]).astype(np.float32) if msd in arrays else None,
     )
 
 
@@ -138,19 +207,24 @@ def read_pfnano(
     tree: str = "Events",
     entry_start: int | None = None,
     entry_stop: int | None = None,
+    puppi: bool | None = None,
 ) -> JetBatch:
-    """Read events ``[entry_start, entry_stop)`` of a PFNano file as a JetBatch of its jets."""
+    """Read events ``[entry_start, entry_stop)`` of a PFNano file as a JetBatch of its jets
+    (``puppi``: see :func:`jets_from_arrays`)."""
     with open_root(path, InputError) as f:
         if tree not in f:
             raise InputError(f"{path}: no tree '{tree}' (keys: {list(f.keys())})")
         t = f[tree]
         keys = set(t.keys())
-        for b in branch_names(collection):
+        for b in branch_names(collection, puppi):
             if b not in keys:
-                raise InputError(f"{path}: tree '{tree}' has no branch '{b}' (PFNano {collection})")
-        wanted = branch_names(collection) + [b for b in ("event", "genWeight") if b in keys]
+                raise InputError(f"{path}: tree '{tree}' has no branch '{b}' (PFNano {collection}"
+                                 + (", PUPPI weights; option 'puppi'" if b == PUPPI_BRANCH
+                                    else "") + ")")
+        wanted = branch_names(collection, puppi) + [
+            b for b in optional_branch_names(collection) if b in keys]
         arrays = t.arrays(wanted, entry_start=entry_start, entry_stop=entry_stop, how=dict)
-    return jets_from_arrays(arrays, collection, source=str(path))
+    return jets_from_arrays(arrays, collection, source=str(path), puppi=puppi)
 
 
 def _constituent_mass(batch: JetBatch) -> np.ndarray:
@@ -166,18 +240,39 @@ def write_pfnano(
     path: str | os.PathLike[str],
     jets_per_event: int = 2,
     collection: str = "FatJet",
+    puppi_weight: np.ndarray | None = None,
+    raw_factor: float | np.ndarray = 0.0,
 ) -> Path:
     """Write a JetBatch as a PFNano-layout file (for tests and examples), atomically.
 
     Consecutive jets are grouped ``jets_per_event`` to an event; each event gets its own
     PF candidate list and association table, run = 1, luminosityBlock = 1 and ``event``
     numbers 1, 2, ... Candidate masses are sqrt(E^2 - p^2) of the batch's constituents.
+
+    The batch holds the jets as the reader returns them: its constituents are the
+    (weighted) jet constituents and its jet values the raw jets. ``puppi_weight`` (float
+    ``(n_constituents,)`` in [0, 1], default 1) is written as ``PFCands_puppiWeight`` and
+    each candidate is stored unweighted, ``p4 / w`` (a candidate of weight 0 as it is; the
+    reader drops it). ``raw_factor`` (scalar or ``(n_jets,)``, below 1) is written as
+    ``<collection>_rawFactor`` and the jet pT and mass as the corrected ``raw / (1 -
+    rawFactor)``. ``batch.msoftdrop``, when set, is written as ``<collection>_msoftdrop``.
     """
     import uproot
 
     from .io import atomic_path
 
     n = len(batch)
+    n_c = int(batch.n_parts.sum())
+    w = (np.ones(n_c, dtype=np.float32) if puppi_weight is None
+         else np.asarray(puppi_weight, dtype=np.float32))
+    if w.shape != (n_c,) or not np.all((w >= 0) & (w <= 1)):
+        raise InputError(f"write_pfnano: puppi_weight must be ({n_c},) weights in [0, 1], got "
+                         f"shape {w.shape}")
+    rf = np.broadcast_to(np.asarray(raw_factor, dtype=np.float64), (n,))
+    if not np.all(rf < 1):
+        raise InputError("write_pfnano: raw_factor must be below 1 (raw = corrected * (1 - "
+                         "rawFactor))")
+    unweight = np.where(w > 0, 1.0 / np.where(w > 0, w.astype(np.float64), 1.0), 1.0)
     n_events = -(-n // jets_per_event)
     jets_ev = np.full(n_events, jets_per_event, dtype=np.int64)
     if n % jets_per_event:
@@ -193,28 +288,32 @@ def write_pfnano(
     def ev(x: np.ndarray, counts: np.ndarray) -> ak.Array:
         return ak.unflatten(x, counts)
 
+    corr = 1.0 / (1.0 - rf)
+    jet = {
+        "pt": ev((batch.pt * corr).astype(np.float32), jets_ev),
+        "eta": ev(batch.eta.astype(np.float32), jets_ev),
+        "phi": ev(batch.phi.astype(np.float32), jets_ev),
+        "mass": ev((batch.mass * corr).astype(np.float32), jets_ev),
+        "rawFactor": ev(rf.astype(np.float32), jets_ev),
+        "nConstituents": ev(n_parts.astype(np.uint8 if n_parts.max(initial=0) < 256
+                                           else np.int32), jets_ev),
+    }
+    if batch.msoftdrop is not None:
+        jet["msoftdrop"] = ev(batch.msoftdrop.astype(np.float32), jets_ev)
     out = {
         "run": np.ones(n_events, dtype=np.uint32),
         "luminosityBlock": np.ones(n_events, dtype=np.uint32),
         "event": np.arange(1, n_events + 1, dtype=np.uint64),
-        collection: ak.zip(
-            {
-                "pt": ev(batch.pt.astype(np.float32), jets_ev),
-                "eta": ev(batch.eta.astype(np.float32), jets_ev),
-                "phi": ev(batch.phi.astype(np.float32), jets_ev),
-                "mass": ev(batch.mass.astype(np.float32), jets_ev),
-                "nConstituents": ev(n_parts.astype(np.uint8 if n_parts.max(initial=0) < 256
-                                                   else np.int32), jets_ev),
-            }
-        ),
+        collection: ak.zip(jet),
         "PFCands": ak.zip(
             {
-                "pt": ev(batch.flat("pt").astype(np.float32), pf_ev),
+                "pt": ev((batch.flat("pt") * unweight).astype(np.float32), pf_ev),
                 "eta": ev(batch.flat("eta").astype(np.float32), pf_ev),
                 "phi": ev(batch.flat("phi").astype(np.float32), pf_ev),
-                "mass": ev(_constituent_mass(batch).astype(np.float32), pf_ev),
+                "mass": ev((_constituent_mass(batch) * unweight).astype(np.float32), pf_ev),
                 "charge": ev(batch.flat("charge").astype(np.int32), pf_ev),
                 "pdgId": ev(batch.flat("pid").astype(np.int32), pf_ev),
+                "puppiWeight": ev(w, pf_ev),
             }
         ),
         f"{collection}PFCands": ak.zip(

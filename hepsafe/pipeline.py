@@ -146,10 +146,15 @@ def load_samples(cfg: RunConfig) -> dict[str, Sample]:
         batches = []
         for f in s["files"]:
             if cfg["format"] == "pfnano":
-                batches.append(read_pfnano(f, cfg["collection"], cfg["tree"]))
+                batches.append(read_pfnano(f, cfg["collection"], cfg["tree"],
+                                           puppi=cfg["puppi"]))
             else:
                 batches.append(read_root(f, cfg["tree"]))
         jets = JetBatch.concatenate(batches)
+        if "jet_msoftdrop" in cfg["region"] and jets.msoftdrop is None:
+            raise ConfigError(f"{cfg.source}: key 'region/jet_msoftdrop': sample "
+                              f"'{s['name']}' has no soft-drop mass (no branch "
+                              f"{cfg['collection']}_msoftdrop in {s['files']})")
         if "label" in s:
             jets = jets[jets.label == s["label"]]
         split = s.get("split", "all")

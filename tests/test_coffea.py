@@ -19,6 +19,7 @@ import awkward as ak  # noqa: E402
 import numpy as np  # noqa: E402
 from coffea import processor  # noqa: E402
 from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
+from pfnano_helpers import puppi_batch  # noqa: E402
 
 from hepsafe import nanoaod, tagger, variations  # noqa: E402
 from hepsafe import templates as T  # noqa: E402
@@ -35,6 +36,7 @@ from hepsafe.coffea import (  # noqa: E402
     run_fileset,
     to_templates,
 )
+from hepsafe.coffea.inputs import pf_constituents  # noqa: E402
 from hepsafe.coffea.run import SkippedFilesWarning  # noqa: E402
 from hepsafe.coffea.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
 from hepsafe.exceptions import ConfigError, InputError  # noqa: E402
@@ -333,6 +335,89 @@ def test_pfnano_ak4_collection(tmp_path: Path, jets: JetBatch) -> None:
     table = step.table_of(events)
     expected = tagger.reference("pfn").predict(nanoaod.read_pfnano(path, collection="Jet"))
     assert np.array_equal(ak.to_numpy(ak.flatten(table.nominal.score)), expected)
+
+
+# --------------------------------------------------------------------------- PUPPI PFNano
+#: jets of the PUPPI file without any candidate
+NO_CANDIDATES = (5, 50, 301)
+
+
+@pytest.fixture(scope="module")
+def puppi_nano(tmp_path_factory, jets: JetBatch) -> Path:
+    """600 jets, 3 per event, with PUPPI weights (some 0), pileup candidates, corrected
+    jets, soft-drop masses; jets NO_CANDIDATES have no candidates at all."""
+    batch, weight, raw_factor = puppi_batch(jets[:600], seed=2)
+    empty = np.isin(np.arange(len(batch)), NO_CANDIDATES)
+    keep = np.repeat(~empty, batch.n_parts)
+    batch = batch.replace(parts=batch.parts[ak.unflatten(keep, batch.n_parts)])
+    return nanoaod.write_pfnano(batch, tmp_path_factory.mktemp("puppi") / "puppi.root", 3,
+                                puppi_weight=weight[keep], raw_factor=raw_factor)
+
+
+def _nano_events(path: Path, mode: str = "virtual"):
+    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema,
+                                       mode=mode).events()
+
+
+def test_wrapper_on_raw_nanoevents_pf_candidates(puppi_nano: Path) -> None:
+    """NanoEvents PFCands (energy only a behaviour) and the FatJetPFCands records per jet
+    are scored as the step's own jets: PUPPI-weighted by default, unweighted on request."""
+    events = _nano_events(puppi_nano)
+    assert "energy" not in events.PFCands.fields
+    pfn = tagger.reference("pfn")
+    weighted = pfn.predict(nanoaod.read_pfnano(puppi_nano))
+    plain = pfn.predict(nanoaod.read_pfnano(puppi_nano, puppi=False))
+    assert not np.array_equal(weighted, plain)
+    for parts in (events.FatJet.constituents.pf, events.FatJet.constituents):
+        got = OnnxWrapper()(parts)
+        assert ak.to_list(ak.num(got, axis=1)) == [3] * 200
+        assert np.array_equal(ak.to_numpy(ak.flatten(got)), weighted)
+        unweighted = OnnxWrapper(puppi=False)(parts)
+        assert np.array_equal(ak.to_numpy(ak.flatten(unweighted)), plain)
+    cands = pf_constituents(events.FatJet.constituents.pf)
+    assert set(cands.fields) == {"pt", "eta", "phi", "energy", "charge"}
+    assert ak.all(ak.num(cands, axis=2)[:, 1] == ak.num(cands, axis=2)[:, 1])
+    with pytest.raises(InputError, match="'puppiWeight'.*'puppi'"):
+        pf_constituents(ak.without_field(events.FatJet.constituents.pf, "puppiWeight"))
+
+
+def test_pfnano_puppi_step_iterative_equals_futures(puppi_nano: Path) -> None:
+    """The step on PUPPI PFNano with a soft-drop region: iterative and futures executors,
+    different chunkings, the same histograms bit for bit; the nominal template holds the
+    file's jets in the box; jets without candidates are left alone by every shift."""
+    syst = [Systematic("escale", PhysicsShift("scale_all_up"), PhysicsShift("scale_all_down"))]
+    if HAS_ADVERSARY:
+        syst.append(Systematic("adversary", LearnedShift()))
+    box = Region(jet_msoftdrop=(30.0, 100.0))
+    proc_ = AdversarialProcessor(AdversarialSystematics(OnnxWrapper(), syst, region=box))
+    runs = []
+    for executor, chunksize in (("iterative", 100),
+                                (processor.FuturesExecutor(workers=2, status=False,
+                                                           retries=0), 70)):
+        out, report = run_fileset({"nano": [str(puppi_nano)]}, proc_, executor,
+                                  treename="Events", chunksize=chunksize, schema=PFNanoAODSchema)
+        assert report.complete
+        runs.append(_cells(out))
+    assert runs[0] == runs[1]
+    jets = nanoaod.read_pfnano(puppi_nano)
+    inside = box.mask(jets)
+    assert 0 < inside.mean() < 1
+    expected = np.histogram(tagger.reference("pfn").predict(jets[inside]),
+                            bins=proc_.step.edges)[0]
+    h = out["templates"]["SR"]
+    assert np.array_equal(h[:, "nano", "nominal"].values(), expected)
+    # per jet: soft-drop mass in the table, jets without candidates unchanged everywhere
+    table = ak.flatten(proc_.step.table_of(_nano_events(puppi_nano)))
+    empty = list(NO_CANDIDATES)
+    assert np.array_equal(ak.to_numpy(table.nominal.msoftdrop), jets.msoftdrop)
+    for name in table.systematics.fields:
+        for side in ("up", "down"):
+            rec = table.systematics[name][side]
+            for k in ("pt", "mass", "msoftdrop", "score"):
+                assert np.array_equal(ak.to_numpy(rec[k])[empty],
+                                      ak.to_numpy(table.nominal[k])[empty]), (name, side, k)
+        up = ak.to_numpy(table.systematics[name].up.score)
+        assert not np.array_equal(up, ak.to_numpy(table.nominal.score)), name
 
 
 # --------------------------------------------------------------------------- bad files

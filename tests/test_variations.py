@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hepsafe import variations
-from hepsafe.envelope import PARTICLE_CLASSES, particle_classes
+from hepsafe import tagger, variations
+from hepsafe.attacks.registry import KINDS, make_attack
+from hepsafe.envelope import PARTICLE_CLASSES, Envelope, particle_classes
 from hepsafe.exceptions import ConfigError
 from hepsafe.jets import JetBatch
 from hepsafe.variations import (
@@ -178,3 +179,101 @@ def test_configured_sides_options_and_signs():
         variations.configured_sides({"type": "scale_all", "shift": -0.02})
     with pytest.raises(ConfigError, match="unknown variation type 'jes'"):
         variations.configured_sides({"type": "jes"})
+
+
+# --------------------------------------------------------------------------- empty jets
+#: jets of the mixed batch left without kept constituents (3, 17: none; 9: all masked)
+EMPTY = [3, 9, 17]
+JET_FIELDS = ("pt", "eta", "phi", "mass", "msoftdrop")
+
+
+@pytest.fixture(scope="module")
+def mixed(small) -> JetBatch:
+    """40 jets of the sample with soft-drop masses: jets 3 and 17 have no constituents,
+    every constituent of jet 9 is masked in the input, the others are as they are."""
+    jets = small[:40]
+    n = len(jets)
+    keep = ak.unflatten(np.repeat(~np.isin(np.arange(n), EMPTY[::2]), jets.n_parts),
+                        jets.n_parts)
+    parts = jets.parts[keep]
+    counts = ak.to_numpy(ak.num(parts, axis=1))
+    parts = ak.with_field(parts, ak.unflatten(np.repeat(np.arange(n) != 9, counts), counts),
+                          "mask")
+    return jets.replace(parts=parts, msoftdrop=(jets.mass * 0.8).astype(np.float32))
+
+
+def _left_alone(out: JetBatch, jets: JetBatch) -> None:
+    """The EMPTY jets of ``out`` are those of ``jets``, bit for bit (four-vector, soft-drop
+    mass); the others moved somewhere."""
+    for k in JET_FIELDS:
+        assert getattr(out, k)[EMPTY].tobytes() == getattr(jets, k)[EMPTY].tobytes(), k
+    assert list(out.n_parts[EMPTY]) == [0, int(jets.n_parts[9]), 0]
+
+
+def test_empty_jets_left_alone_by_every_variation(mixed):
+    assert list(mixed.n_parts[EMPTY[::2]]) == [0, 0] and mixed.n_parts[9] > 0
+    for name in list_variations():
+        out = apply_variation(name, mixed, seed=3)
+        _left_alone(out, mixed)
+        assert not np.array_equal(out.flat("pt"), mixed.flat("pt")) or name.startswith(
+            ("tracking", "smear_angle", "scale_lepton")), name
+    moved = apply_variation("scale_all_up", mixed)
+    normal = ~np.isin(np.arange(len(mixed)), EMPTY)
+    np.testing.assert_allclose(moved.pt[normal], mixed.pt[normal] * 1.02, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind,options", [
+    ("fgsm", {}), ("pgd", {"steps": 2}), ("spsa", {"steps": 2, "samples": 2}),
+    ("greedy", {"steps": 2}), ("physics:smear_energy", {}),
+])
+def test_empty_jets_left_alone_by_every_attack(mixed, kind, options):
+    pfn = tagger.reference("pfn", providers="cpu", intra_op_threads=1)
+    res = make_attack(kind, pfn, Envelope(), **options)(mixed, "down")
+    _left_alone(res.jets, mixed)
+    assert not res.flagged[EMPTY].any()
+    assert not np.array_equal(res.jets.flat("pt"), mixed.flat("pt"))
+
+
+def test_attack_kinds_all_covered():
+    covered = {"fgsm", "pgd", "spsa", "greedy"}
+    assert set(KINDS) - covered == {"learned"}  # learned: its own test below
+
+
+def test_empty_jets_left_alone_by_the_learned_adversary(mixed):
+    from hepsafe.attacks.adversary_onnx import OnnxAdversary
+    from hepsafe.attacks.learned import LearnedAdversary
+
+    pfn = tagger.reference("pfn", providers="cpu", intra_op_threads=1)
+    adv = LearnedAdversary.load("adversary_pfn", pfn)
+    res = adv(mixed, "down")
+    _left_alone(res.jets, mixed)
+    onnx_res = OnnxAdversary(tagger.MODELS_DIR / "adversary_pfn.onnx")(mixed, "down")
+    _left_alone(onnx_res.jets, mixed)
+    # the other jets keep their (here: the file's) pT and mass within the tolerances
+    ok = ~np.isin(np.arange(len(mixed)), EMPTY) & ~res.flagged
+    env = adv.envelope
+    assert ok.sum() > 30
+    assert np.all(np.abs(res.jets.pt[ok] / mixed.pt[ok] - 1) <= env.pt_tol + 1e-5)
+    assert np.all(np.abs(res.jets.mass[ok] - mixed.mass[ok])
+                  <= env.mass_tol * mixed.mass[ok] + env.mass_atol + 1e-3)
+
+
+def test_tracking_loss_of_every_constituent(mixed):
+    """A jet whose constituents are all lost has pT = mass = soft-drop mass = 0 and keeps
+    its direction; a jet keeping its neutral constituents moves by their share."""
+    charged = mixed.parts[mixed.parts["charge"] != 0]
+    only_charged = mixed.replace(parts=charged)
+    out = tracking_loss(only_charged, p=1.0)
+    lost = np.flatnonzero(only_charged.n_parts > 0)
+    lost = lost[lost != 9]
+    assert len(lost) > 30 and not out.flat("mask").any()
+    for k in ("pt", "mass", "msoftdrop"):
+        assert np.all(getattr(out, k)[lost] == 0), k
+    for k in ("eta", "phi"):
+        assert np.array_equal(getattr(out, k)[lost], getattr(mixed, k)[lost]), k
+    for k in JET_FIELDS:
+        assert getattr(out, k)[EMPTY].tobytes() == getattr(mixed, k)[EMPTY].tobytes(), k
+    # the mixed jets: only the charged candidates lost, pT scaled by the neutral share
+    kept = tracking_loss(mixed, p=1.0)
+    normal = np.setdiff1d(np.arange(len(mixed)), EMPTY)
+    assert np.all(kept.pt[normal] < mixed.pt[normal]) and np.all(kept.pt[normal] > 0)

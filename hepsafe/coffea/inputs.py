@@ -7,11 +7,15 @@ Two input formats:
   ``event``, ``jet_index`` and jagged ``part_*``; the event record *is* the jet collection.
 - ``"pfnano"``: CMS NanoAOD with PF candidates, read with ``PFNanoAODSchema``: the
   collection ``FatJet`` (or ``Jet``), ``PFCands`` and the association table
-  ``FatJetPFCands`` (``JetPFCands``), mapped with :func:`hepsafe.nanoaod.jets_from_arrays`.
+  ``FatJetPFCands`` (``JetPFCands``), mapped with :func:`hepsafe.nanoaod.jets_from_arrays`
+  (PUPPI-weighted candidates for FatJet by default; ``<collection>_msoftdrop`` when present).
 
 :meth:`JetSource.columns` picks the needed arrays out of an event record (eager, virtual or
 dask-awkward) as ``{branch name: array}``; :meth:`JetSource.batch` turns eager columns of
-one chunk into a :class:`~hepsafe.jets.JetBatch`.
+one chunk into a :class:`~hepsafe.jets.JetBatch`. :func:`pf_constituents` turns NanoEvents
+PF candidates per jet (``events.FatJet.constituents.pf``, or the association records
+``events.FatJet.constituents`` themselves), whose energy is a behaviour rather than a
+field, into the constituent records the tagger reads.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import numpy as np
 
 from ..exceptions import InputError
 from ..jets import PART_BRANCHES, REQUIRED_BRANCHES, JetBatch
-from ..nanoaod import COLLECTIONS, PF_FIELDS, jets_from_arrays
+from ..nanoaod import (
+    COLLECTIONS,
+    PF_FIELDS,
+    PUPPI_BRANCH,
+    default_puppi,
+    jets_from_arrays,
+    weighted_p4,
+)
 
 FORMATS = ("hepsafe", "pfnano")
 
@@ -34,14 +45,67 @@ def _numpy(x: Any, dtype: Any) -> np.ndarray:
     return np.asarray(ak.to_numpy(x), dtype=dtype)
 
 
+def _lib(x: Any) -> Any:
+    """awkward or dask_awkward, whichever ``x`` belongs to."""
+    if isinstance(x, ak.Array):
+        return ak
+    import dask_awkward
+
+    return dask_awkward
+
+
+def is_pf_candidates(parts: Any) -> bool:
+    """Whether ``parts`` are NanoEvents PF candidates (``pt, eta, phi, mass``, no stored
+    ``energy``) or PFNano association records (``pFCandsIdxG``) rather than constituents."""
+    fields = set(parts.fields)
+    return "energy" not in fields and ("pFCandsIdxG" in fields
+                                       or {"pt", "eta", "phi", "mass"} <= fields)
+
+
+def pf_constituents(parts: Any, puppi: bool = True) -> Any:
+    """Constituent records ``{pt, eta, phi, energy[, charge]}`` (float32 pT, energy [GeV])
+    from NanoEvents PF candidates per jet, any nesting (jets x candidates, events x jets x
+    candidates), eager, virtual or dask-awkward.
+
+    ``parts``: ``events.FatJet.constituents.pf`` (PFCands records: ``pt, eta, phi, mass``,
+    energy only a behaviour) or ``events.FatJet.constituents`` (the ``FatJetPFCands``
+    association records, followed to their candidates). With ``puppi`` the four-momenta
+    are multiplied by ``puppiWeight`` and candidates of weight 0 dropped, as
+    :func:`hepsafe.nanoaod.jets_from_arrays` does (the same values, bit for bit).
+    """
+    lib = _lib(parts)
+    if "pFCandsIdxG" in parts.fields:
+        parts = parts.pf
+    missing = [f for f in ("pt", "eta", "phi", "mass") if f not in parts.fields]
+    if missing:
+        raise InputError(f"PF candidates lack field(s) {missing} (have {list(parts.fields)})")
+    weight = None
+    if puppi:
+        if "puppiWeight" not in parts.fields:
+            raise InputError(f"PF candidates lack field 'puppiWeight' ({PUPPI_BRANCH}; option "
+                             "'puppi' false reads them unweighted)")
+        parts = parts[parts["puppiWeight"] > 0]
+        weight = parts["puppiWeight"]
+    pt, energy = weighted_p4(parts["pt"], parts["eta"], parts["mass"], weight,
+                             lib.values_astype)
+    out = {"pt": pt, "eta": lib.values_astype(parts["eta"], np.float32),
+           "phi": lib.values_astype(parts["phi"], np.float32), "energy": energy}
+    if "charge" in parts.fields:
+        out["charge"] = parts["charge"]
+    return lib.zip(out)
+
+
 @dataclass(frozen=True)
 class JetSource:
     """The jets of an event record: ``format`` "hepsafe" or "pfnano" (``collection``
-    "FatJet" or "Jet"). ``label`` is the truth label given to PFNano jets (-1 unknown)."""
+    "FatJet" or "Jet"). ``label`` is the truth label given to PFNano jets (-1 unknown).
+    ``puppi``: PFNano candidates weighted by ``PFCands_puppiWeight`` (None: True for
+    FatJet, False for Jet; :func:`hepsafe.nanoaod.jets_from_arrays`)."""
 
     format: str = "hepsafe"
     collection: str = "FatJet"
     label: int = -1
+    puppi: bool | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -49,6 +113,11 @@ class JetSource:
         if self.format == "pfnano" and self.collection not in COLLECTIONS:
             raise InputError(f"option 'collection': expected one of {COLLECTIONS}, "
                              f"got {self.collection!r}")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether PFNano candidates are PUPPI-weighted (``puppi`` resolved)."""
+        return default_puppi(self.collection) if self.puppi is None else bool(self.puppi)
 
     @property
     def per_event(self) -> bool:
@@ -78,7 +147,16 @@ class JetSource:
         cols = {f"{c}_{f}": events[c][f] for f in ("pt", "eta", "phi", "mass")}
         cols[f"{assoc}_jetIdx"] = events[assoc]["jetIdx"]
         cols[f"{assoc}_pFCandsIdx"] = events[assoc]["pFCandsIdx"]
-        cols.update({f"PFCands_{f}": events["PFCands"][f] for f in PF_FIELDS})
+        pf_fields = PF_FIELDS + (("puppiWeight",) if self.weighted else ())
+        have = set(events["PFCands"].fields)
+        missing = [f"PFCands_{f}" for f in pf_fields if f not in have]
+        if missing:
+            why = ("PUPPI weights; option 'puppi' false reads the candidates unweighted"
+                   if missing == [PUPPI_BRANCH] else f"PFNano {c} needs {list(pf_fields)}")
+            raise InputError(f"{where}: no branch '{missing[0]}' ({why})")
+        cols.update({f"PFCands_{f}": events["PFCands"][f] for f in pf_fields})
+        if "msoftdrop" in events[c].fields:
+            cols[f"{c}_msoftdrop"] = events[c]["msoftdrop"]
         for b in ("event", "genWeight"):
             if b in fields:
                 cols[b] = events[b]
@@ -92,7 +170,8 @@ class JetSource:
         numbers, which needs ``entry_start`` (the chunk's first entry in its file).
         """
         if self.format == "pfnano":
-            return jets_from_arrays(columns, self.collection, source=where, label=self.label)
+            return jets_from_arrays(columns, self.collection, source=where, label=self.label,
+                                    puppi=self.weighted)
         n = len(columns["jet_pt"])
         parts = ak.zip(
             {b[len("part_"):]: ak.values_astype(columns[b], PART_BRANCHES[b])
@@ -134,13 +213,15 @@ class JetSource:
         return _numpy(ak.num(columns[f"{self.collection}_pt"], axis=1), np.int64)
 
 
-def detect_source(events: Any, collection: str = "FatJet") -> JetSource:
+def detect_source(events: Any, collection: str = "FatJet",
+                  puppi: bool | None = None) -> JetSource:
     """The :class:`JetSource` of an event record: the hepsafe format when it has ``jet_pt``,
-    else PFNano ``collection``; raises InputError naming what was found."""
+    else PFNano ``collection`` (``puppi`` as :class:`JetSource`); raises InputError naming
+    what was found."""
     fields = set(events.fields)
     if "jet_pt" in fields:
         return JetSource("hepsafe")
     if collection in fields and f"{collection}PFCands" in fields:
-        return JetSource("pfnano", collection)
+        return JetSource("pfnano", collection, puppi=puppi)
     raise InputError(f"events: neither the hepsafe jet format (branch 'jet_pt') nor PFNano "
                      f"'{collection}' with '{collection}PFCands' (fields: {sorted(fields)})")

@@ -9,7 +9,8 @@ learned adversary, optionally an attack): varied jets -> tagger score (the
      nominal: {score, pt, mass},
      systematics: {<name>: {up: {score, pt, mass}, down: {score, pt, mass}}, ...}}
 
-(pt, mass [GeV] of the varied jet; a one-sided systematic's ``down`` is the nominal). For
+(pt, mass [GeV] of the varied jet, and msoftdrop when the jets carry a soft-drop mass; a
+one-sided systematic's ``down`` is the nominal). For
 PFNano the table has the events x jets structure of the collection. The step then
 
 - attaches it to the jets (:meth:`AdversarialSystematics.attach`): fields
@@ -49,9 +50,12 @@ _KINEMATICS = ("score", "pt", "mass")
 
 
 def _record(score: np.ndarray, jets: JetBatch) -> dict[str, np.ndarray]:
-    return {"score": np.asarray(score, dtype=np.float32),
-            "pt": np.asarray(jets.pt, dtype=np.float32),
-            "mass": np.asarray(jets.mass, dtype=np.float32)}
+    out = {"score": np.asarray(score, dtype=np.float32),
+           "pt": np.asarray(jets.pt, dtype=np.float32),
+           "mass": np.asarray(jets.mass, dtype=np.float32)}
+    if jets.msoftdrop is not None:
+        out["msoftdrop"] = np.asarray(jets.msoftdrop, dtype=np.float32)
+    return out
 
 
 def _lib(x: Any) -> Any:
@@ -256,7 +260,8 @@ class AdversarialSystematics:
             else:
                 name, side = T.split_variation(variation)
                 rec = table["systematics", name, side]
-            keep = self.region.select(rec["pt"], rec["mass"])
+            msd = rec["msoftdrop"] if "msoftdrop" in rec.fields else None
+            keep = self.region.select(rec["pt"], rec["mass"], msd, "the table's jets")
             groups: list[tuple[str, Any]] = (
                 [(s, label == k) for k, s in self.samples.items()] if self.samples
                 else [(dataset, None)]

@@ -33,6 +33,7 @@ from ..tagger import (
     load_card,
     run_fixed_batches,
 )
+from .inputs import is_pf_candidates, pf_constituents
 
 #: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
 PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
@@ -63,6 +64,11 @@ class OnnxWrapper(numpy_call_wrapper):
     Call it on constituents of type ``n_jets * var * {pt, eta, phi, energy[, charge][,
     mask]}`` or ``n_events * var * n_jets * var * {...}`` (awkward, virtual or dask-awkward):
     the result is the signal score per jet, float32, with the jet structure of the input.
+    Raw NanoEvents PF candidates are accepted as well (``events.FatJet.constituents.pf``,
+    or ``events.FatJet.constituents``, the ``FatJetPFCands`` records): their energy is
+    computed from pt, eta and mass and, with ``puppi`` (default True: AK8 FatJet in PFNano
+    is PUPPI; False for CHS jets), their four-momenta are weighted by ``puppiWeight``
+    (:func:`~hepsafe.coffea.inputs.pf_constituents`), as the step's own jets are.
     Called on numpy arrays it is :meth:`numpy_call` directly.
     """
 
@@ -75,8 +81,10 @@ class OnnxWrapper(numpy_call_wrapper):
         batch_size: int = 256,
         intra_op_threads: int | None = 1,
         optimization: str = "all",
+        puppi: bool = True,
     ) -> None:
         super().__init__()
+        self.puppi = bool(puppi)
         path = Path(model) if model is not None else MODELS_DIR / "pfn.onnx"
         if not path.exists():
             raise ModelError(f"{path}: no such ONNX file (option 'model' of OnnxWrapper)")
@@ -122,6 +130,8 @@ class OnnxWrapper(numpy_call_wrapper):
         ``(n_jets, n_max)``: masked-out constituents dropped, decreasing pT, zero padding."""
         lib = _lib(constituents)
         parts = constituents
+        if is_pf_candidates(parts):
+            parts = pf_constituents(parts, self.puppi)
         if _ndim(parts) == 3:
             parts = lib.flatten(parts, axis=1)
         elif _ndim(parts) != 2:
