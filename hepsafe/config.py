@@ -236,7 +236,10 @@ def load(path: str | os.PathLike[str]) -> RunConfig:
     if not p.exists():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: key '{exc.key}' is given twice (lines {exc.first} and "
+                          f"{exc.line}); keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
