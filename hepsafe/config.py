@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "working_point": {"signal_efficiency": 0.5},
     "observable": {"bins": 10, "range": [0.0, 1.0]},
     "gate": {},
+    "read": {"step_size": 20_000},
     "fit": {"lumi_uncertainty": 0.0, "missing_side": "mirror", "merge_empty_bins": False,
             "skip": False},
 }

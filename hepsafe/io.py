@@ -323,9 +323,13 @@ def open_root(path: str | os.PathLike[str], error: type[Exception]) -> Any:
     if not p.exists():
         raise error(f"{path}: no such file")
     try:
-        return uproot.open(p)
+        # no array cache: chunked reads must not keep the chunks they read
+        return uproot.open(p, array_cache=None)
+    except MemoryError:
+        raise
     except Exception as exc:  # uproot raises many kinds on a corrupt file
-        raise error(f"{path}: not a readable ROOT file ({exc})") from exc
+        raise error(f"{path}: not a readable ROOT file ({error_reason(exc)}): truncated or "
+                    "corrupt, expected a complete ROOT file") from exc
 
 
 def sha256sum(path: str | os.PathLike[str]) -> str:
@@ -335,3 +339,81 @@ def sha256sum(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- checked reads
+def error_reason(exc: BaseException) -> str:
+    """``exc`` as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_tree(path: str | os.PathLike[str], treename: str, error: type[Exception]
+              ) -> tuple[Any, Any]:
+    """``(file, tree)``: the TTree ``treename`` of the ROOT file ``path`` (the caller closes
+    the file); raise ``error`` naming the file when it is unreadable, has no such tree, or
+    ``treename`` is not a TTree."""
+    f = open_root(path, error)
+    try:
+        obj = f[treename] if treename in f else None
+    except MemoryError:
+        f.close()
+        raise
+    except Exception as exc:  # the TTree's metadata is read here: corrupt bytes fail here
+        f.close()
+        raise error(f"{path}: tree '{treename}' cannot be read ({error_reason(exc)}): the "
+                    "file is truncated or corrupt, expected a complete ROOT file") from exc
+    if obj is None:
+        keys = list(f.keys())
+        f.close()
+        raise error(f"{path}: no tree '{treename}' (keys: {keys})")
+    if not hasattr(obj, "num_entries"):
+        f.close()
+        raise error(f"{path}: '{treename}' is a {type(obj).__name__}, expected a TTree")
+    return f, obj
+
+
+def read_branch(tree: Any, branch: str, path: str | os.PathLike[str], entry_start: int,
+                entry_stop: int, error: type[Exception]) -> Any:
+    """Entries ``[entry_start, entry_stop)`` of ``branch`` of an open uproot ``tree`` as an
+    awkward array (``(n,)`` or ``n * var``); raise ``error`` naming the file, the branch
+    and the entry range when its baskets cannot be read or decompressed (a truncated or
+    corrupt file)."""
+    try:
+        return tree[branch].array(entry_start=entry_start, entry_stop=entry_stop,
+                                  library="ak")
+    except MemoryError:
+        raise
+    except Exception as exc:  # zlib/lzma errors, OSError, ValueError, KeyError, ...
+        raise error(f"{path}: branch '{branch}', entries [{entry_start}, {entry_stop}): "
+                    f"cannot be read ({error_reason(exc)}): the file is truncated or corrupt, "
+                    "expected a complete ROOT file") from exc
+
+
+def check_finite(values: Any, path: str | os.PathLike[str], branch: str, entry_start: int,
+                 error: type[Exception]) -> None:
+    """Raise ``error`` naming the file, branch and entry of the first NaN or inf in
+    ``values``: branch ``branch`` as read from entry ``entry_start`` on, flat ``(n,)`` or
+    jagged ``n * var`` (a numpy or awkward array; integer branches always pass)."""
+    import awkward as ak
+    import numpy as np
+
+    jagged = isinstance(values, ak.Array) and values.ndim > 1
+    flat = ak.to_numpy(ak.flatten(values, axis=1) if jagged else values)
+    if not np.issubdtype(flat.dtype, np.floating):
+        return
+    finite = np.isfinite(flat)
+    if finite.all():
+        return
+    i = int(np.argmin(finite))
+    where = f"entry {entry_start + i}"
+    if jagged:
+        ends = np.cumsum(ak.to_numpy(ak.num(values, axis=1)))
+        row = int(np.searchsorted(ends, i, side="right"))
+        first = int(ends[row - 1]) if row else 0
+        where = f"entry {entry_start + row} (item {i - first})"
+    raise error(f"{path}: branch '{branch}' is {flat[i]} at {where}; expected finite values "
+                "(no NaN or inf)")

@@ -7,7 +7,7 @@ jet: jet-level branches and jagged constituent branches ``part_*``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import awkward as ak
 import numpy as np
 
 from .exceptions import InputError
-from .io import atomic_path, open_root
+from .io import atomic_path, check_finite, open_tree, read_branch
 
 TREE = "jets"
 #: jet-level branches of the format, with their on-disk dtypes
@@ -229,6 +229,14 @@ class JetBatch:
 
 
 # ---------------------------------------------------------------------- ROOT I/O
+#: jet-level and constituent branches that must hold finite numbers (checked at read time)
+FINITE_BRANCHES = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "weight",
+                   "part_pt", "part_eta", "part_phi", "part_energy")
+#: ``select(label, event) -> bool mask``: which jets of a chunk to keep, from their
+#: ``jet_label`` (int32) and ``event`` (int64) arrays of shape ``(n_entries,)``
+Selector = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def _check_branches(path: str | os.PathLike[str], tree: Any, treename: str) -> None:
     present = set(tree.keys())
     for b in REQUIRED_BRANCHES:
@@ -239,28 +247,33 @@ def _check_branches(path: str | os.PathLike[str], tree: Any, treename: str) -> N
             )
 
 
-def _batch_from_arrays(arrays: ak.Array, path: str, entry_start: int) -> JetBatch:
-    n = len(arrays)
+def _batch_from_arrays(arrays: Mapping[str, Any], path: str, entry_start: int) -> JetBatch:
+    """A JetBatch from the branches read (name -> awkward array, entries from
+    ``entry_start`` on): values checked finite, constituent counts checked against
+    ``n_parts``."""
+    for b in FINITE_BRANCHES:
+        check_finite(arrays[b], path, b, entry_start, InputError)
+    n = len(arrays["jet_pt"])
+    n_parts = ak.to_numpy(arrays["n_parts"]).astype(np.int64)
+    for name in PART_FIELDS:
+        counts = ak.to_numpy(ak.num(arrays[f"part_{name}"], axis=1))
+        bad = np.nonzero(n_parts != counts)[0]
+        if len(bad):
+            raise InputError(
+                f"{path}: branch 'n_parts' disagrees with the length of 'part_{name}' at "
+                f"entry {entry_start + int(bad[0])} ({n_parts[bad[0]]} vs {counts[bad[0]]})"
+            )
     parts = ak.zip(
         {name: arrays[f"part_{name}"] for name in PART_FIELDS}, depth_limit=2
     )
-    n_parts = ak.to_numpy(arrays["n_parts"]).astype(np.int64)
-    counts = ak.to_numpy(ak.num(parts, axis=1))
-    bad = np.nonzero(n_parts != counts)[0]
-    if len(bad):
-        raise InputError(
-            f"{path}: branch 'n_parts' disagrees with the length of 'part_pt' at entry "
-            f"{entry_start + int(bad[0])} ({n_parts[bad[0]]} vs {counts[bad[0]]})"
-        )
-    fields = arrays.fields
     event = (
         ak.to_numpy(arrays["event"]).astype(np.int64)
-        if "event" in fields
+        if "event" in arrays
         else np.arange(entry_start, entry_start + n, dtype=np.int64)
     )
     jet_index = (
         ak.to_numpy(arrays["jet_index"]).astype(np.int32)
-        if "jet_index" in fields
+        if "jet_index" in arrays
         else np.zeros(n, dtype=np.int32)
     )
     return JetBatch(
@@ -278,11 +291,28 @@ def _batch_from_arrays(arrays: ak.Array, path: str, entry_start: int) -> JetBatc
 
 
 def _open_tree(path: str | os.PathLike[str], treename: str) -> tuple[Any, Any]:
-    f = open_root(path, InputError)
-    if treename not in f:
+    """``(file, tree)``, the tree's branches checked; raises InputError naming the file."""
+    f, t = open_tree(path, treename, InputError)
+    try:
+        _check_branches(path, t, treename)
+    except InputError:
         f.close()
-        raise InputError(f"{path}: no tree '{treename}' (keys: {list(f.keys())})")
-    return f, f[treename]
+        raise
+    return f, t
+
+
+def _read_entries(path: str | os.PathLike[str], t: Any, start: int, stop: int) -> JetBatch:
+    """Entries ``[start, stop)`` of an open, checked tree, branch by branch (one branch's
+    baskets in memory at a time)."""
+    keys = set(t.keys())
+    names = REQUIRED_BRANCHES + [b for b in ("event", "jet_index") if b in keys]
+    arrays = {b: read_branch(t, b, path, start, stop, InputError) for b in names}
+    return _batch_from_arrays(arrays, str(path), start)
+
+
+def _entry_range(n: int, entry_start: int | None, entry_stop: int | None) -> tuple[int, int]:
+    start, stop, _ = slice(entry_start, entry_stop).indices(n)
+    return start, max(start, stop)
 
 
 def read_root(
@@ -291,33 +321,68 @@ def read_root(
     entry_start: int | None = None,
     entry_stop: int | None = None,
 ) -> JetBatch:
-    """Read jets ``[entry_start, entry_stop)`` of a file in the hepsafe format."""
+    """Read jets ``[entry_start, entry_stop)`` of a file in the hepsafe format.
+
+    Raises InputError (one line naming the file, and the branch and entry range or entry
+    at fault) for a missing, truncated or corrupt file, a missing branch, or a NaN or inf
+    in a kinematic branch or ``weight``.
+    """
     f, t = _open_tree(path, tree)
     with f:
-        _check_branches(path, t, tree)
-        branches = REQUIRED_BRANCHES + [b for b in ("event", "jet_index") if b in t.keys()]
-        start = 0 if entry_start is None else int(entry_start)
-        arrays = t.arrays(branches, entry_start=start, entry_stop=entry_stop)
-        return _batch_from_arrays(arrays, str(path), start)
+        start, stop = _entry_range(int(t.num_entries), entry_start, entry_stop)
+        return _read_entries(path, t, start, stop)
 
 
 def iter_root(
-    path: str | os.PathLike[str], step_size: int = 10_000, tree: str = TREE
+    path: str | os.PathLike[str],
+    step_size: int = 10_000,
+    tree: str = TREE,
+    select: Selector | None = None,
+    max_jets: int | None = None,
 ) -> Iterator[JetBatch]:
-    """Iterate over a file in chunks of ``step_size`` jets."""
+    """Iterate over a file in chunks of ``step_size`` entries (jets), the file opened once.
+
+    With ``select`` (see :data:`Selector`), each chunk's ``jet_label`` and ``event`` are
+    read first and only the selected jets are read and yielded (chunks with none are
+    skipped); iteration stops once ``max_jets`` jets were yielded, reading no further
+    entry than needed. The jets yielded are those of :func:`read_root` with the selection
+    and the cut to ``max_jets`` applied, for any ``step_size``.
+    """
     if step_size < 1:
         raise InputError(f"iter_root: step_size must be >= 1, got {step_size}")
+    if max_jets is not None and max_jets < 0:
+        raise InputError(f"iter_root: max_jets must be >= 0, got {max_jets}")
     f, t = _open_tree(path, tree)
     with f:
-        _check_branches(path, t, tree)
-        n = t.num_entries
-    for start in range(0, n, step_size):
-        yield read_root(path, tree, start, min(start + step_size, n))
+        n = int(t.num_entries)
+        has_event = "event" in t.keys()
+        left = n if max_jets is None else max_jets
+        for start in range(0, n, step_size):
+            if left <= 0:
+                return
+            stop = min(start + step_size, n)
+            if select is None:
+                batch = _read_entries(path, t, start, min(stop, start + left))
+            else:
+                label = ak.to_numpy(read_branch(t, "jet_label", path, start, stop, InputError))
+                event = (ak.to_numpy(read_branch(t, "event", path, start, stop, InputError))
+                         if has_event else np.arange(start, stop))
+                keep = np.flatnonzero(select(label.astype(np.int32), event.astype(np.int64)))
+                keep = keep[:left]
+                if not len(keep):
+                    continue
+                first, last = int(keep[0]), int(keep[-1]) + 1
+                batch = _read_entries(path, t, start + first, start + last)
+                if len(keep) < last - first:  # packed: the chunk's buffers are not kept alive
+                    batch = batch[keep - first]
+                    batch = batch.replace(parts=ak.to_packed(batch.parts))
+            left -= len(batch)
+            yield batch
 
 
 def num_entries(path: str | os.PathLike[str], tree: str = TREE) -> int:
     """Number of jets in a file."""
-    f, t = _open_tree(path, tree)
+    f, t = open_tree(path, tree, InputError)
     with f:
         return int(t.num_entries)
 

@@ -19,7 +19,7 @@ file has it, becomes ``JetBatch.msoftdrop``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import awkward as ak
 import numpy as np
 
 from .exceptions import InputError
-from .io import open_root
+from .io import check_finite, open_tree, read_branch
 from .jets import JetBatch
 
 COLLECTIONS = ("FatJet", "Jet")
@@ -201,6 +201,46 @@ def jets_from_arrays(
     )
 
 
+def _finite_branches(collection: str) -> list[str]:
+    """The kinematic branches (jets and candidates), ``genWeight`` and the PUPPI weight,
+    checked finite when read."""
+    return ([f"{collection}_{f}" for f in ("pt", "eta", "phi", "mass")]
+            + [f"PFCands_{f}" for f in ("pt", "eta", "phi", "mass")]
+            + ["genWeight", PUPPI_BRANCH])
+
+
+def _open_events(
+    path: str | os.PathLike[str], collection: str, tree: str, puppi: bool | None
+) -> tuple[Any, Any, list[str]]:
+    """``(file, tree, branches to read)``, the needed branches checked present."""
+    f, t = open_tree(path, tree, InputError)
+    keys = set(t.keys())
+    for b in branch_names(collection, puppi):
+        if b not in keys:
+            f.close()
+            raise InputError(f"{path}: tree '{tree}' has no branch '{b}' (PFNano {collection}"
+                             + (", PUPPI weights; option 'puppi'" if b == PUPPI_BRANCH
+                                else "") + ")")
+    wanted = branch_names(collection, puppi) + [
+        b for b in optional_branch_names(collection) if b in keys]
+    return f, t, wanted
+
+
+def _read_events(
+    path: str | os.PathLike[str], t: Any, wanted: list[str], collection: str,
+    puppi: bool | None, start: int, stop: int,
+) -> JetBatch:
+    """Events ``[start, stop)`` of an open tree, branch by branch, values checked finite."""
+    arrays: dict[str, Any] = {b: read_branch(t, b, path, start, stop, InputError)
+                              for b in wanted}
+    for b in _finite_branches(collection):
+        if b in arrays:
+            check_finite(arrays[b], path, b, start, InputError)
+    if "event" not in arrays:  # the entry number, so that chunks agree with whole reads
+        arrays["event"] = np.arange(start, stop, dtype=np.int64)
+    return jets_from_arrays(arrays, collection, source=str(path), puppi=puppi)
+
+
 def read_pfnano(
     path: str | os.PathLike[str],
     collection: str = "FatJet",
@@ -210,21 +250,36 @@ def read_pfnano(
     puppi: bool | None = None,
 ) -> JetBatch:
     """Read events ``[entry_start, entry_stop)`` of a PFNano file as a JetBatch of its jets
-    (``puppi``: see :func:`jets_from_arrays`)."""
-    with open_root(path, InputError) as f:
-        if tree not in f:
-            raise InputError(f"{path}: no tree '{tree}' (keys: {list(f.keys())})")
-        t = f[tree]
-        keys = set(t.keys())
-        for b in branch_names(collection, puppi):
-            if b not in keys:
-                raise InputError(f"{path}: tree '{tree}' has no branch '{b}' (PFNano {collection}"
-                                 + (", PUPPI weights; option 'puppi'" if b == PUPPI_BRANCH
-                                    else "") + ")")
-        wanted = branch_names(collection, puppi) + [
-            b for b in optional_branch_names(collection) if b in keys]
-        arrays = t.arrays(wanted, entry_start=entry_start, entry_stop=entry_stop, how=dict)
-    return jets_from_arrays(arrays, collection, source=str(path), puppi=puppi)
+    (``puppi``: see :func:`jets_from_arrays`).
+
+    Raises InputError (one line naming the file, and the branch and entry range or entry
+    at fault) for a missing, truncated or corrupt file, a missing branch, or a NaN or inf
+    in a jet or candidate kinematic branch or ``genWeight``. Without an ``event`` branch,
+    a jet's event number is its entry number.
+    """
+    f, t, wanted = _open_events(path, collection, tree, puppi)
+    with f:
+        start, stop, _ = slice(entry_start, entry_stop).indices(int(t.num_entries))
+        return _read_events(path, t, wanted, collection, puppi, start, max(start, stop))
+
+
+def iter_pfnano(
+    path: str | os.PathLike[str],
+    collection: str = "FatJet",
+    tree: str = "Events",
+    step_size: int = 10_000,
+    puppi: bool | None = None,
+) -> Iterator[JetBatch]:
+    """The jets of a PFNano file in chunks of ``step_size`` events, the file opened once;
+    together the jets of :func:`read_pfnano`, for any ``step_size``."""
+    if step_size < 1:
+        raise InputError(f"iter_pfnano: step_size must be >= 1, got {step_size}")
+    f, t, wanted = _open_events(path, collection, tree, puppi)
+    with f:
+        n = int(t.num_entries)
+        for start in range(0, n, step_size):
+            yield _read_events(path, t, wanted, collection, puppi, start,
+                               min(start + step_size, n))
 
 
 def _constituent_mass(batch: JetBatch) -> np.ndarray:

@@ -29,13 +29,12 @@ from .envelope import Envelope
 from .exceptions import (
     ConfigError,
     FitError,
-    InputError,
     MirrorWarning,
     TemplateError,
     WorkspaceError,
 )
 from .io import output_directory, sha256sum, write_json
-from .jets import JetBatch, read_root
+from .jets import JetBatch
 from .regions import Region
 from .summary import summary_table
 from .tagger import OnnxTagger
@@ -137,41 +136,12 @@ class Progress:
 
 # --------------------------------------------------------------------------- inputs
 def load_samples(cfg: RunConfig) -> dict[str, Sample]:
-    """Read every configured sample (format, label, split, max_jets, weight scale)."""
-    from .datasets import is_test
-    from .nanoaod import read_pfnano
+    """Read every configured sample (format, label, split, max_jets, weight scale), each
+    file in chunks of ``read/step_size`` entries (:func:`hepsafe.reading.sample_jets`)."""
+    from .reading import sample_jets
 
-    out: dict[str, Sample] = {}
-    for i, s in enumerate(cfg["samples"]):
-        batches = []
-        for f in s["files"]:
-            if cfg["format"] == "pfnano":
-                batches.append(read_pfnano(f, cfg["collection"], cfg["tree"],
-                                           puppi=cfg["puppi"]))
-            else:
-                batches.append(read_root(f, cfg["tree"]))
-        jets = JetBatch.concatenate(batches)
-        if "jet_msoftdrop" in cfg["region"] and jets.msoftdrop is None:
-            raise ConfigError(f"{cfg.source}: key 'region/jet_msoftdrop': sample "
-                              f"'{s['name']}' has no soft-drop mass (no branch "
-                              f"{cfg['collection']}_msoftdrop in {s['files']})")
-        if "label" in s:
-            jets = jets[jets.label == s["label"]]
-        split = s.get("split", "all")
-        if split != "all":
-            test = is_test(jets.event)
-            jets = jets[test if split == "test" else ~test]
-        if "max_jets" in s:
-            jets = jets[: s["max_jets"]]
-        if len(jets) == 0:
-            raise InputError(
-                f"{cfg.source}: key 'samples/{i}' ('{s['name']}'): no jets selected from "
-                f"{s['files']}"
-            )
-        if "scale" in s:
-            jets = jets.replace(weight=(jets.weight * s["scale"]).astype(np.float32))
-        out[s["name"]] = Sample(s["name"], s["role"], jets, list(s["files"]))
-    return out
+    return {s["name"]: Sample(s["name"], s["role"], sample_jets(cfg, i), list(s["files"]))
+            for i, s in enumerate(cfg["samples"])}
 
 
 def make_envelope(cfg: RunConfig) -> Envelope:
