@@ -114,7 +114,9 @@ ECAL_CELL = (0.0174, 2 * np.pi / 360)
 HCAL_CELL = (0.087, 2 * np.pi / 72)
 
 
-def _cells(eta: np.ndarray, phi: np.ndarray, cell: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _cells(
+    eta: np.ndarray, phi: np.ndarray, cell: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Calorimeter cell indices ``(i_eta, i_phi)`` of directions ``(eta, phi)``, int64."""
     n_phi = int(round(2 * np.pi / cell[1]))
     i_eta = np.floor(eta / cell[0]).astype(np.int64)
