@@ -134,6 +134,11 @@ def test_truncated_file(tmp_path, capsys):
     assert "\n" not in str(exc.value)
     err = _one_line_error(capsys, ["info", str(bad)])
     assert "cut.root" in err and "expected a complete" in err
+    head = tmp_path / "head.root"  # cut inside the header: the error comes at open
+    head.write_bytes(SAMPLE_FILE.read_bytes()[:300])
+    with pytest.raises(InputError, match=r"head\.root: not a readable ROOT file \(.+\): "
+                                         r"truncated or corrupt, expected a complete ROOT file$"):
+        read_root(head)
 
 
 def test_corrupt_middle(tmp_path, capsys):
