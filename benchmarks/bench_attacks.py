@@ -47,12 +47,12 @@ import numpy as np
 import torch
 import torchattacks
 
-from hepsafe import datasets
 from hepsafe.attacks import PGD, GradientOracle
 from hepsafe.attacks.base import constituent_classes
-from hepsafe.envelope import Envelope
-from hepsafe.jets import JetBatch
-from hepsafe.tagger import OnnxTagger, reference
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.tagger.onnx import OnnxTagger, reference
 
 
 class PaddedDeltaModel(torch.nn.Module):

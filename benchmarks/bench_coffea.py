@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -41,8 +40,9 @@ from hepsafe.coffea import (
     Systematic,
     run_fileset,
 )
-from hepsafe.coffea.shifts import ADVERSARY_MODEL, LearnedShift
-from hepsafe.jets import write_root
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import write_root
+from hepsafe.perturbation.shifts import ADVERSARY_MODEL, LearnedShift
 
 
 def processors(seed: int, adversary: Path | None) -> dict[str, AdversarialProcessor]:
@@ -129,8 +129,8 @@ def parts(jets, adversary: Path, rounds: int) -> None:
     """Seconds of the learned shift's pieces on ``jets`` (best of ``rounds``)."""
     import onnxruntime as ort
 
-    from hepsafe.attacks.adversary_onnx import adversary_inputs
-    from hepsafe.tagger import run_fixed_batches
+    from hepsafe.attacks.adversary.graph import adversary_inputs
+    from hepsafe.tagger.onnx import run_fixed_batches
 
     wrapper, shift = OnnxWrapper(), LearnedShift(adversary)
     adv = shift.adversary

@@ -3,10 +3,10 @@ two pT regions, 6 bins, W and QCD, variations ``tilt``, ``wnorm``, ``peak``, lum
 
 Times, best of ``--repeat`` runs, side by side with one maximum-likelihood fit:
 
-- one fit: ``hepsafe.fits.fit`` of the Asimov data, every parameter free;
-- report, no limit: ``hepsafe.stats.fit_report(limit=False)`` (mu-hat with all, none, only
+- one fit: ``hepsafe.fit.mle.fit`` of the Asimov data, every parameter free;
+- report, no limit: ``hepsafe.fit.results.fit_report(limit=False)`` (mu-hat with all, none, only
   and all but each variation; pulls; impacts; significance);
-- report: ``hepsafe.stats.fit_report`` (the same plus the CLs upper limit), what
+- report: ``hepsafe.fit.results.fit_report`` (the same plus the CLs upper limit), what
   ``hepsafe fit`` and every run compute.
 
 Run from the repository root:
@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe import datasets, fits, stats
-from hepsafe import workspace as W
+from hepsafe.data import sample as datasets
 from hepsafe.exceptions import MirrorWarning
+from hepsafe.fit import mle as fits
+from hepsafe.fit import results as stats
+from hepsafe.fit import workspace as W
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from template_helpers import mass_templates  # noqa: E402  (the tests' templates)

@@ -36,8 +36,8 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
-from hepsafe import datasets
-from hepsafe.tagger import OnnxTagger, reference
+from hepsafe.data import sample as datasets
+from hepsafe.tagger.onnx import OnnxTagger, reference
 
 
 def _native(tagger: OnnxTagger) -> torch.nn.Module:

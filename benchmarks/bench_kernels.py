@@ -2,7 +2,8 @@
 
 One run measures, on the same flat float32 buffers and the same random delta:
 
-- kernel: ``hepsafe.kernels.apply_delta`` (clip to the envelope, apply, wrap phi, constituent
+- kernel: ``hepsafe.perturbation._kernels.apply_delta`` (clip to the envelope, apply, wrap phi,
+  constituent
   energy at fixed mass, jet four-vector), without restoration and with restoration of jet pT
   and mass (``preserve=("pt", "mass")``), and the box projection alone (``clip_delta``);
 - awkward: the same computations written as vectorised awkward-array operations (the
@@ -36,12 +37,14 @@ import awkward as ak
 import numba
 import numpy as np
 
-from hepsafe import datasets, kernels
-from hepsafe.envelope import Envelope
-from hepsafe.perturb import Perturber
+from hepsafe.data import sample as datasets
+from hepsafe.models import MODELS_DIR
+from hepsafe.perturbation import _kernels as kernels
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturber
 
 PI32 = float(np.float32(np.pi))
-MODEL = Path(__file__).resolve().parents[1] / "hepsafe" / "models" / "pfn.onnx"
+MODEL = MODELS_DIR / "pfn.onnx"
 
 
 # --------------------------------------------------------------------------- timing
@@ -240,9 +243,9 @@ def onnx_per_jet(n_jets: int, repeat: int, threads: int) -> dict[str, float] | s
     if not MODEL.exists():
         return f"{MODEL} not present: ONNX comparison skipped"
     try:
-        from hepsafe.tagger import OnnxTagger
+        from hepsafe.tagger.onnx import OnnxTagger
     except ImportError as exc:
-        return f"hepsafe.tagger not importable ({exc}): ONNX comparison skipped"
+        return f"hepsafe.tagger.onnx not importable ({exc}): ONNX comparison skipped"
     tagger = OnnxTagger(MODEL, intra_op_threads=threads)
     jets = datasets.load_sample()[:n_jets]
     wall, cpu, _ = timed(lambda: tagger.predict(jets), repeat)

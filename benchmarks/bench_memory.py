@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hepsafe import datasets
-from hepsafe.config import DEFAULTS
-from hepsafe.jets import JetBatch, num_entries, write_root
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch, num_entries, write_root
+from hepsafe.pipeline.config import DEFAULTS
 
-DEMO = Path(datasets.__file__).parent / "data" / "demo.yaml"
-IMPORTS = ("import hepsafe.cli, hepsafe.pipeline, hepsafe.plots, hepsafe.report, torch, "
+DEMO = datasets.DATA_DIR / "demo.yaml"
+IMPORTS = ("import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, "
+           "hepsafe.report.markdown, torch, "
            "onnxruntime, numba, onnx2torch, uproot, pyhf, iminuit, matplotlib.pyplot")
 RUN = "import sys; from hepsafe.cli import main; assert main(['run', sys.argv[1], '-q']) == 0"
 READ = ("import sys; from hepsafe import config, pipeline; "
@@ -56,7 +57,7 @@ def rss():
     return [int(l.split()[1]) / 1024 for l in open('/proc/self/status')
             if l.startswith('VmRSS:')][0]
 out = {}
-import hepsafe.cli, hepsafe.pipeline, hepsafe.plots, hepsafe.report
+import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, hepsafe.report.markdown
 out['import hepsafe.cli, .pipeline, .plots, .report'] = rss()
 import torch
 out['+ torch'] = rss()
@@ -64,7 +65,8 @@ import onnxruntime, onnx2torch
 out['+ onnxruntime, onnx2torch'] = rss()
 import pyhf, iminuit, matplotlib.pyplot
 out['+ pyhf, iminuit, matplotlib'] = rss()
-from hepsafe import config, pipeline
+from hepsafe.pipeline import config as config
+from hepsafe.pipeline import runner as pipeline
 stage = ['run: setup (tagger, attacks)']
 def poll():
     while True:

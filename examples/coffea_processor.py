@@ -13,7 +13,7 @@ loss and, when the model is shipped, the learned adversary), attaches the scores
 jets and fills the templates (PFN W score x {W, QCD} x variation, jets with mass in
 55-105 GeV, recomputed on each variation's jets). After the run the W sample is scaled by
 0.05 (as in ``examples/fit_variations.py``), the templates go to ``OUT/templates.root``
-and ``hepsafe.stats.fit_templates`` fits the W signal strength to the Asimov data at
+and ``hepsafe.fit.results.fit_templates`` fits the W signal strength to the Asimov data at
 ``mu = 1`` with one nuisance parameter per variation; the fit outputs land in ``OUT``.
 """
 
@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats, templates_io, workspace
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -37,7 +36,11 @@ from hepsafe.coffea import (
     scale_samples,
     to_templates,
 )
-from hepsafe.jets import write_root
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import write_root
+from hepsafe.fit import results as stats
+from hepsafe.fit import workspace as workspace
+from hepsafe.templates import files as templates_io
 
 SAMPLES = {1: "W", 0: "QCD"}  # truth label -> template sample
 SCALE = {"W": 0.05}  # sample normalisation, applied after the run

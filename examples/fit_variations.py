@@ -28,11 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe import datasets, stats, tagger, templates_io, workspace
-from hepsafe import templates as T
-from hepsafe import variations as V
-from hepsafe.jets import JetBatch
-from hepsafe.report_tables import markdown_table
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
+from hepsafe.fit import results as stats
+from hepsafe.fit import workspace as workspace
+from hepsafe.perturbation import variations as V
+from hepsafe.report.tables import markdown_table
+from hepsafe.tagger import onnx as tagger
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
 
 EDGES = np.linspace(0.0, 1.0, 11)  # tagger-score bins
 MASS_WINDOW = (55.0, 105.0)  # signal region: jet mass [GeV]
@@ -57,7 +61,7 @@ def region(jets: JetBatch) -> np.ndarray:
 
 
 def variations() -> dict[str, VariationFn]:
-    """Physics variations (hepsafe.variations): name -> jets -> (up, down or None)."""
+    """Physics variations (hepsafe.perturbation.variations): name -> jets -> (up, down or None)."""
     return {
         "escale": lambda j: (
             V.apply_variation("scale_all_up", j),
@@ -77,7 +81,7 @@ def adversarial() -> dict[str, VariationFn]:
     Both push the W score down on every jet (signal and background alike).
     """
     from hepsafe.attacks import PGD, LearnedAdversary
-    from hepsafe.envelope import Envelope
+    from hepsafe.perturbation.envelope import Envelope
 
     pfn = _TAGGER.setdefault("pfn", tagger.reference("pfn"))
     learned = LearnedAdversary.load(tagger.MODELS_DIR / "adversary_pfn.onnx", pfn)
@@ -126,7 +130,7 @@ def results_section(report: dict, yields: str, command: str) -> str:
         f"The model has staterror, lumi ({100 * LUMI:.1f} %) and, per variation, one nuisance "
         "parameter acting",
         "through a normsys + histosys pair (one-sided variations mirrored). Variations "
-        "(`hepsafe.variations`):",
+        "(`hepsafe.perturbation.variations`):",
         f"`escale` = constituent momentum scale +-{100 * V.DEFAULT_SCALE['all']:g} % "
         "(`scale_all_up/down`), `smear` = 2 % momentum smear,",
         "`tracking` = 2 % loss of charged constituents; `learned` and `pgd`: see below.",

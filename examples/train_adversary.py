@@ -29,13 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe import datasets, metrics, validate
+from hepsafe import metrics
+from hepsafe._files import write_json
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
-from hepsafe.attacks.adversary_onnx import rebuild_graph
-from hepsafe.attacks.learned import default_gate_config
-from hepsafe.envelope import Envelope
-from hepsafe.io import write_json
-from hepsafe.tagger import MODELS_DIR, OnnxTagger, reference
+from hepsafe.attacks.adversary.graph import rebuild_graph
+from hepsafe.attacks.adversary.training import default_gate_config
+from hepsafe.data import sample as datasets
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, reference
+from hepsafe.validation import checks as validate
 
 WP = 0.5
 

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .exceptions import FitError, HepsafeError
+from hepsafe.exceptions import FitError, HepsafeError
 
 FORCE_HELP = ("replace an existing output directory, only one hepsafe wrote (it carries "
               "the .hepsafe-output marker and nothing else)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from . import datasets
+    from hepsafe.data import sample as datasets
 
     datasets.check_generate_available()
     card = datasets.generate(
@@ -38,7 +38,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import datasets
+    from hepsafe.data import sample as datasets
 
     batch = datasets.load_sample(path=args.file)
     print(datasets.describe(batch))
@@ -48,7 +48,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _run_config(cfg: object, args: argparse.Namespace) -> int:
     import logging
 
-    from . import pipeline, report
+    from hepsafe.pipeline import runner as pipeline
+    from hepsafe.report import markdown as report
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("hepsafe").setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -69,7 +70,7 @@ def _run_config(cfg: object, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import config
+    from hepsafe.pipeline import config as config
 
     cfg = config.load(args.config)
     if args.output:
@@ -78,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from . import config
+    from hepsafe.pipeline import config as config
 
     cfg = config.load(config.DEMO_CONFIG)
     cfg.raw["output"] = str(config.Path(args.output).resolve())
@@ -96,7 +97,7 @@ def _add_run_options(p: argparse.ArgumentParser, default_output: str | None) -> 
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import train
+    from hepsafe.tagger import train as train
 
     models = list(train.MODELS) if args.model == "all" else [args.model]
     changes = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),
@@ -117,8 +118,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from . import stats, templates_io, workspace
-    from .io import output_directory
+    from hepsafe._files import output_directory
+    from hepsafe.fit import results as stats
+    from hepsafe.fit import workspace as workspace
+    from hepsafe.templates import files as templates_io
 
     inputs = [p for p in (args.templates, args.workspace, args.config) if p]
     with output_directory(args.output_dir, force=args.force, inputs=inputs,
@@ -136,7 +139,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepsafe`` command."""
-    from . import __version__
+    from hepsafe import __version__
 
     p = argparse.ArgumentParser(prog="hepsafe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     f = sub.add_parser("fit", help="templates (+ a pyhf workspace) -> workspace/patch and fit")
-    f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates_io)")
+    f.add_argument("templates", help="templates file (.root or .json, hepsafe.templates.files)")
     f.add_argument("-o", "--output-dir", required=True,
                    help="new output directory for workspace.json, patch.json (+ patchset.json), "
                         "fit.json, fit.txt, yields.txt")

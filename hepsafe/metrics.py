@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import ConfigError, InputError
+from hepsafe.exceptions import ConfigError, InputError
 
 __all__ = [
     "FoolingRate",

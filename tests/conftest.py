@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hepsafe import datasets
-from hepsafe.jets import JetBatch
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
 
 
 @pytest.fixture(scope="session")

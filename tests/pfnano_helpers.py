@@ -5,15 +5,15 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from hepsafe import kernels
-from hepsafe.jets import JetBatch
+from hepsafe.data.jets import JetBatch
+from hepsafe.perturbation import _kernels as kernels
 
 #: pion mass [GeV], for charged pileup candidates
 M_PI = 0.13957
 
 
 def puppi_batch(jets: JetBatch, seed: int = 0) -> tuple[JetBatch, np.ndarray, np.ndarray]:
-    """``(batch, puppi_weight, raw_factor)`` for :func:`hepsafe.nanoaod.write_pfnano`.
+    """``(batch, puppi_weight, raw_factor)`` for :func:`hepsafe.data.nanoaod.write_pfnano`.
 
     The jets' own constituents get PUPPI weights (1 for charged and for 98 % of the
     neutral ones, the others uniform in [0.5, 1]); each jet gains Poisson(4) soft pileup

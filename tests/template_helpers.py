@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hepsafe import templates as T
-from hepsafe.jets import JetBatch
+from hepsafe.data.jets import JetBatch
+from hepsafe.templates import booking as T
 
 
 def mass_templates(jets: JetBatch, edges: np.ndarray, peak: bool = False) -> T.Templates:

@@ -15,8 +15,8 @@ import pytest
 import torch
 from onnx import helper
 
-from hepsafe import datasets, metrics
-from hepsafe import tagger as T
+from hepsafe import metrics
+from hepsafe._files import sha256sum
 from hepsafe.attacks import (
     FGSM,
     PGD,
@@ -31,13 +31,14 @@ from hepsafe.attacks.base import constituent_classes
 from hepsafe.attacks.greedy import CORRELATION_FEATURES, JSD_FEATURES
 from hepsafe.attacks.registry import attack_class
 from hepsafe.attacks.spsa import ScoreOracle, signal_logit_np
-from hepsafe.envelope import Envelope
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, ConversionError
-from hepsafe.io import sha256sum
-from hepsafe.jets import JetBatch
-from hepsafe.perturb import Perturber
-from hepsafe.validate import GateConfig, gate
-from hepsafe.variations import apply_variation
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturber
+from hepsafe.perturbation.variations import apply_variation
+from hepsafe.tagger import onnx as T
+from hepsafe.validation.checks import GateConfig, gate
 
 torch.set_num_threads(1)
 
@@ -332,13 +333,13 @@ def test_factory_errors_name_the_option(pfn: T.OnnxTagger) -> None:
 
 def test_factory_learned_is_lazy(pfn: T.OnnxTagger, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
-        from hepsafe.attacks.learned import LearnedAdversary
+        from hepsafe.attacks.adversary.training import LearnedAdversary
     except ImportError:
         with pytest.raises(ConfigError, match="learned"):
             attack_class("learned")
     else:
         assert attack_class("learned") is LearnedAdversary
-    monkeypatch.setitem(sys.modules, "hepsafe.attacks.learned", None)
+    monkeypatch.setitem(sys.modules, "hepsafe.attacks.adversary.training", None)
     with pytest.raises(ConfigError, match="attack 'learned'"):
         make_attack("learned", pfn)
 

@@ -21,9 +21,6 @@ from coffea import processor  # noqa: E402
 from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 from pfnano_helpers import puppi_batch  # noqa: E402
 
-from hepsafe import nanoaod, tagger, variations  # noqa: E402
-from hepsafe import templates as T  # noqa: E402
-from hepsafe import workspace as W  # noqa: E402
 from hepsafe.coffea import (  # noqa: E402
     AdversarialProcessor,
     AdversarialSystematics,
@@ -38,10 +35,15 @@ from hepsafe.coffea import (  # noqa: E402
 )
 from hepsafe.coffea.inputs import pf_constituents  # noqa: E402
 from hepsafe.coffea.run import SkippedFilesWarning  # noqa: E402
-from hepsafe.coffea.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
+from hepsafe.data import nanoaod as nanoaod  # noqa: E402
+from hepsafe.data.jets import JetBatch, write_root  # noqa: E402
+from hepsafe.data.regions import Region  # noqa: E402
 from hepsafe.exceptions import ConfigError, InputError  # noqa: E402
-from hepsafe.jets import JetBatch, write_root  # noqa: E402
-from hepsafe.regions import Region  # noqa: E402
+from hepsafe.fit import workspace as W  # noqa: E402
+from hepsafe.perturbation import variations as variations
+from hepsafe.perturbation.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
+from hepsafe.tagger import onnx as tagger
+from hepsafe.templates import booking as T  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference")
 
@@ -314,7 +316,7 @@ def test_pfnano_runs_through_the_step(files, jets: JetBatch) -> None:
     h = out["templates"]["SR"]
     assert [str(s) for s in h.axes[1]] == ["Wjets"]
     assert h[:, "Wjets", "nominal"].sum().value == 1200
-    # the same scores as reading the file with hepsafe.nanoaod and predicting
+    # the same scores as reading the file with hepsafe.data.nanoaod and predicting
     expected = tagger.reference("pfn").predict(nanoaod.read_pfnano(files["nano"]))
     nominal = np.histogram(expected, bins=step.edges)[0]
     assert np.array_equal(h[:, "Wjets", "nominal"].values(), nominal)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hepsafe import config
-from hepsafe.datasets import SAMPLE_FILE
+from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError
+from hepsafe.pipeline import config as config
 
 GOOD = {
     "samples": [

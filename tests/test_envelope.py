@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from hepsafe.envelope import PARTICLE_CLASSES, Envelope, particle_classes
 from hepsafe.exceptions import EnvelopeError, InputError
+from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope, particle_classes
 
 
 def test_defaults_and_table():

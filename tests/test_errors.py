@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
-from hepsafe import cli, config, io, pipeline, templates_io
-from hepsafe import templates as T
-from hepsafe import workspace as W
-from hepsafe.datasets import SAMPLE_FILE
+from hepsafe import _files as io
+from hepsafe import cli
+from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import FitError, MirrorWarning, ModelError
-from hepsafe.tagger import MODELS_DIR, model_path, reference
+from hepsafe.fit import workspace as W
+from hepsafe.pipeline import config as config
+from hepsafe.pipeline import runner as pipeline
+from hepsafe.tagger.onnx import MODELS_DIR, model_path, reference
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGES = [0.0, 1.0, 2.0, 3.0]
@@ -137,7 +141,7 @@ def test_fit_command_empty_background_bin(tmp_path, capsys):
 
 
 def test_hygiene_positive_plan():
-    from hepsafe.hygiene import positive_plan
+    from hepsafe.templates.hygiene import positive_plan
 
     assert positive_plan(np.array([1.0, 2.0])) == [0, 1, 2]
     assert positive_plan(np.array([0.0, 0.0, 1.0, 0.0, 2.0, 0.0])) == [0, 3, 6]
@@ -221,7 +225,7 @@ def test_readme_library_snippet_runs_from_any_directory(tmp_path, monkeypatch):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## The library in a few lines\n\n```python\n(.*?)```", text, re.S)
     code = block.group(1)
-    line = 'jets = hepsafe.datasets.load_sample("test")'
+    line = 'jets = hepsafe.data.sample.load_sample("test")'
     assert line in code and "LearnedAdversary.load(\"adversary_pfn\"" in code
     monkeypatch.chdir(tmp_path)
     scope: dict = {}

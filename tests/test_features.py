@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hepsafe import features as F
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import InputError
-from hepsafe.jets import JetBatch
+from hepsafe.tagger import features as F
 
 torch.set_num_threads(1)
 

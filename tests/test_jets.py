@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import uproot
 
-from hepsafe import datasets
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch, iter_root, num_entries, read_root, write_root
 from hepsafe.exceptions import InputError
-from hepsafe.jets import JetBatch, iter_root, num_entries, read_root, write_root
 
 
 def _same(a: JetBatch, b: JetBatch) -> None:

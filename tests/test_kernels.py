@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hepsafe import kernels
-from hepsafe.envelope import PARTICLE_CLASSES, Envelope, particle_classes
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.jets import JetBatch
-from hepsafe.perturb import Perturber, perturb, project
+from hepsafe.perturbation import _kernels as kernels
+from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope, particle_classes
+from hepsafe.perturbation.perturber import Perturber, perturb, project
 
 PI32 = np.float32(np.pi)
 F32 = st.floats(width=32, allow_nan=False, allow_infinity=False)

@@ -12,16 +12,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hepsafe import datasets, metrics, validate
+from hepsafe import metrics
+from hepsafe._files import sha256sum
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
-from hepsafe.attacks.adversary_onnx import OUTPUT_NAME, adversary_inputs, rebuild_graph
-from hepsafe.attacks.learned import default_gate_config
-from hepsafe.envelope import PARTICLE_CLASSES, Envelope
+from hepsafe.attacks.adversary.graph import OUTPUT_NAME, adversary_inputs, rebuild_graph
+from hepsafe.attacks.adversary.training import default_gate_config
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
-from hepsafe.io import sha256sum
-from hepsafe.jets import JetBatch
-from hepsafe.perturb import Perturber
-from hepsafe.tagger import MODELS_DIR, OnnxTagger, reference
+from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope
+from hepsafe.perturbation.perturber import Perturber
+from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, reference
+from hepsafe.validation import checks as validate
 
 torch.set_num_threads(1)
 

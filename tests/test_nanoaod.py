@@ -10,11 +10,13 @@ import uproot
 import yaml
 from pfnano_helpers import puppi_batch
 
-from hepsafe import config, tagger, variations
+from hepsafe.data.nanoaod import branch_names, jets_from_arrays, read_pfnano, write_pfnano
+from hepsafe.data.regions import Region
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.nanoaod import branch_names, jets_from_arrays, read_pfnano, write_pfnano
-from hepsafe.perturb import Perturber
-from hepsafe.regions import Region
+from hepsafe.perturbation import variations as variations
+from hepsafe.perturbation.perturber import Perturber
+from hepsafe.pipeline import config as config
+from hepsafe.tagger import onnx as tagger
 
 
 @pytest.mark.parametrize("collection,per_event", [("FatJet", 3), ("Jet", 1)])
@@ -145,7 +147,7 @@ def test_zero_delta_leaves_every_fatjet_bit_for_bit(puppi_file):
 
 
 def test_learned_adversary_keeps_the_corrected_jet(puppi_file):
-    from hepsafe.attacks.learned import LearnedAdversary
+    from hepsafe.attacks.adversary.training import LearnedAdversary
 
     jets = read_pfnano(puppi_file[0])[:600]
     adv = LearnedAdversary.load("adversary_pfn", tagger.reference("pfn", providers="cpu"))
@@ -214,7 +216,7 @@ def _run_config(tmp_path, files, **extra):
 
 def test_run_config_puppi_and_soft_drop_region(puppi_file, small, tmp_path, capsys):
     from hepsafe import cli
-    from hepsafe.pipeline import load_samples
+    from hepsafe.pipeline.runner import load_samples
 
     plain = write_pfnano(small, tmp_path / "plain.root")  # no FatJet_msoftdrop
     cfg = config.load(_run_config(tmp_path, [puppi_file[0], puppi_file[0]],

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hepsafe import cli, io, templates_io
-from hepsafe import templates as T
-from hepsafe.datasets import SAMPLE_FILE
-from hepsafe.jets import read_root, write_root
-from hepsafe.tagger import MODELS_DIR
+from hepsafe import _files as io
+from hepsafe import cli
+from hepsafe.data.jets import read_root, write_root
+from hepsafe.data.sample import SAMPLE_FILE
+from hepsafe.tagger.onnx import MODELS_DIR
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
 
 EDGES = [0.0, 1.0, 2.0, 3.0]
 

@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hepsafe import config, metrics, pipeline, templates_io
-from hepsafe import templates as T
-from hepsafe import variations as V
-from hepsafe.datasets import SAMPLE_FILE
+from hepsafe import metrics
+from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError, InputError, ModelError, OutputExistsError
-from hepsafe.tagger import OnnxTagger
+from hepsafe.perturbation import variations as V
+from hepsafe.pipeline import config as config
+from hepsafe.pipeline import runner as pipeline
+from hepsafe.tagger.onnx import OnnxTagger
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
 
 EXPECTED = {"report.md", "report.html", "roc.png", "scores.png", "control.png", "impacts.png",
             "workspace.json", "patch.json", "templates.root", "templates.json", "gate.json",
@@ -114,7 +117,7 @@ def test_strict_gate(tmp_path):
 
 
 def test_empty_input_file(tmp_path):
-    from hepsafe.jets import read_root, write_root
+    from hepsafe.data.jets import read_root, write_root
 
     empty = write_root(read_root(SAMPLE_FILE, entry_stop=0), tmp_path / "empty.root")
     cfg = small_config(tmp_path / "o")

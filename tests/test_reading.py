@@ -12,12 +12,14 @@ import pytest
 import uproot
 import yaml
 
-from hepsafe import cli, config, pipeline
-from hepsafe.datasets import SAMPLE_FILE, is_test
+from hepsafe import cli
+from hepsafe.data.jets import JetBatch, iter_root, num_entries, read_root, write_root
+from hepsafe.data.nanoaod import iter_pfnano, read_pfnano, write_pfnano
+from hepsafe.data.reading import read_selected
+from hepsafe.data.sample import SAMPLE_FILE, is_test
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.jets import JetBatch, iter_root, num_entries, read_root, write_root
-from hepsafe.nanoaod import iter_pfnano, read_pfnano, write_pfnano
-from hepsafe.reading import read_selected
+from hepsafe.pipeline import config as config
+from hepsafe.pipeline import runner as pipeline
 
 
 def _same(a: JetBatch, b: JetBatch) -> None:
@@ -79,7 +81,7 @@ def test_chunked_selection_equals_whole_read(mixed, step):
 
 def test_shipped_sample_streamed_like_the_demo(sample):
     """The demo's selection on the shipped sample, default chunking, through the config."""
-    doc = yaml.safe_load((Path(config.__file__).parent / "data" / "demo.yaml").read_text())
+    doc = yaml.safe_load(config.DEMO_CONFIG.read_text())
     for s in doc["samples"]:
         s["files"] = [str(SAMPLE_FILE)]
         s["max_jets"] = 1000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hepsafe import datasets, schemas
-from hepsafe.io import sha256sum
+from hepsafe import _schemas as schemas
+from hepsafe._files import sha256sum
+from hepsafe.data import sample as datasets
 
 
 def test_class_counts(sample):

@@ -13,11 +13,15 @@ import pyhf
 import pytest
 from template_helpers import mass_templates
 
-from hepsafe import cli, fits, limits, stats, templates_io
-from hepsafe import templates as T
-from hepsafe import workspace as W
+from hepsafe import cli
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import FitError, TemplateError, TemplateWarning, WorkspaceError
-from hepsafe.jets import JetBatch
+from hepsafe.fit import limits as limits
+from hepsafe.fit import mle as fits
+from hepsafe.fit import results as stats
+from hepsafe.fit import workspace as W
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
 
 EDGES = np.linspace(40.0, 200.0, 7)  # jet mass [GeV], 6 bins
 CONFIG = W.WorkspaceConfig(signal=("W",), lumi=0.02)
@@ -425,7 +429,7 @@ def test_impacts_of_a_one_bin_staterror() -> None:
     """A one-bin region's staterror is labelled 'staterror_X[0]' by pyhf; impacts find it."""
     import pyhf
 
-    from hepsafe import fits
+    from hepsafe.fit import mle as fits
 
     spec = {
         "channels": [{"name": "c", "samples": [

@@ -13,13 +13,14 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from hepsafe import datasets, metrics
-from hepsafe import train as T
+from hepsafe import metrics
+from hepsafe._files import sha256sum
 from hepsafe.cli import main
+from hepsafe.data import sample as datasets
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
-from hepsafe.io import sha256sum
-from hepsafe.jets import JetBatch
-from hepsafe.tagger import MODELS_DIR, OnnxTagger, card_path, load_card, reference
+from hepsafe.tagger import train as T
+from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, card_path, load_card, reference
 
 torch.set_num_threads(1)
 
@@ -164,7 +165,7 @@ def test_padded_path_checks(pfn, small):
 # --------------------------------------------------------------------------- providers
 def test_providers_are_logged_and_never_silent(caplog):
     path = MODELS_DIR / "hl.onnx"
-    with caplog.at_level(logging.INFO, logger="hepsafe.tagger"):
+    with caplog.at_level(logging.INFO, logger="hepsafe.tagger.onnx"):
         t = OnnxTagger(path, providers="auto")
     assert t.provider in ort.get_available_providers()
     assert t.provider in caplog.text

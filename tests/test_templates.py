@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from template_helpers import mass_templates
 
-from hepsafe import hygiene, templates_io
-from hepsafe import templates as T
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import TemplateError, TemplateWarning
-from hepsafe.jets import JetBatch
+from hepsafe.templates import booking as T
+from hepsafe.templates import files as templates_io
+from hepsafe.templates import hygiene as hygiene
 
 EDGES = np.linspace(40.0, 200.0, 7)  # jet mass [GeV], 6 bins
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hepsafe import validate
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.validate import GateConfig, GateReport, Limits
+from hepsafe.validation import checks as validate
+from hepsafe.validation.checks import GateConfig, GateReport, Limits
 
 
 def stand_in_score(jets, logit_shift=0.0):

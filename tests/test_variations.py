@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hepsafe import tagger, variations
 from hepsafe.attacks.registry import KINDS, make_attack
-from hepsafe.envelope import PARTICLE_CLASSES, Envelope, particle_classes
+from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
-from hepsafe.jets import JetBatch
-from hepsafe.variations import (
+from hepsafe.perturbation import variations as variations
+from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope, particle_classes
+from hepsafe.perturbation.variations import (
     VARIATIONS,
     angular_smear,
     apply_variation,
@@ -22,6 +22,7 @@ from hepsafe.variations import (
     list_variations,
     tracking_loss,
 )
+from hepsafe.tagger import onnx as tagger
 
 RANDOM = ("smear_energy", "smear_angle", "tracking_loss")
 
@@ -240,8 +241,8 @@ def test_attack_kinds_all_covered():
 
 
 def test_empty_jets_left_alone_by_the_learned_adversary(mixed):
-    from hepsafe.attacks.adversary_onnx import OnnxAdversary
-    from hepsafe.attacks.learned import LearnedAdversary
+    from hepsafe.attacks.adversary.graph import OnnxAdversary
+    from hepsafe.attacks.adversary.training import LearnedAdversary
 
     pfn = tagger.reference("pfn", providers="cpu", intra_op_threads=1)
     adv = LearnedAdversary.load("adversary_pfn", pfn)

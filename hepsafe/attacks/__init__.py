@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from .adversary_onnx import OnnxAdversary
-from .base import Attack, AttackInfo, GradientOracle, padded_index, resolve_target
-from .greedy import GreedySearch
-from .learned import LearnedAdversary, LearnedConfig
-from .pgd import FGSM, PGD
-from .physics import PhysicsVariation
-from .registry import AttackFallbackWarning, make_attack
-from .spsa import SPSA
+from hepsafe.attacks.adversary.graph import OnnxAdversary
+from hepsafe.attacks.adversary.training import LearnedAdversary, LearnedConfig
+from hepsafe.attacks.base import Attack, AttackInfo, GradientOracle, padded_index, resolve_target
+from hepsafe.attacks.greedy import GreedySearch
+from hepsafe.attacks.pgd import FGSM, PGD
+from hepsafe.attacks.physics import PhysicsVariation
+from hepsafe.attacks.registry import AttackFallbackWarning, make_attack
+from hepsafe.attacks.spsa import SPSA
 
 __all__ = ["FGSM", "PGD", "SPSA", "Attack", "AttackFallbackWarning", "AttackInfo",
            "GradientOracle", "GreedySearch", "LearnedAdversary", "LearnedConfig",

@@ -2,7 +2,7 @@
 
 An attack is a class ``Attack(tagger, envelope, ...)``; calling it as
 ``attack(jets, target) -> Perturbation`` returns the perturbed jets (inside the envelope,
-preserved observables restored by :mod:`hepsafe.kernels`). Deltas live on the flat
+preserved observables restored by :mod:`hepsafe.perturbation._kernels`). Deltas live on the flat
 constituent layout, float32 ``(n_constituents, 3)`` with columns ``(d_pt, d_eta, d_phi)``
 (relative pT, absolute eta, absolute phi [rad]), as :func:`hepsafe.perturb` takes them.
 
@@ -21,11 +21,11 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from ..envelope import Envelope, particle_classes
-from ..exceptions import ConfigError, InputError
-from ..jets import JetBatch
-from ..perturb import Perturbation, Perturber
-from ..tagger import OnnxTagger
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import ConfigError, InputError
+from hepsafe.perturbation.envelope import Envelope, particle_classes
+from hepsafe.perturbation.perturber import Perturbation, Perturber
+from hepsafe.tagger.onnx import OnnxTagger
 
 log = logging.getLogger("hepsafe.attacks")
 

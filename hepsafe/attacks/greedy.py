@@ -3,7 +3,7 @@
 A gradient attack that a control-region comparison should not see: it moves constituents
 only as long as the distributions a validation would compare stay put. On the batch being
 attacked, after every proposed step, it compares nominal and perturbed with the gate's own
-statistics (:mod:`hepsafe.validate`, the gate's binning and weights):
+statistics (:mod:`hepsafe.validation.checks`, the gate's binning and weights):
 
 - the Jensen-Shannon distance of every checked feature: jet pT, jet mass and the constituent
   marginals (pT, delta eta, delta phi, energy, :func:`validate.default_constituent_features`)
@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from ..envelope import Envelope
-from ..exceptions import ConfigError
-from ..jets import JetBatch
-from ..perturb import Perturbation, Perturber
-from ..tagger import OnnxTagger
-from ..validate import (
+from hepsafe.attacks.base import Attack, GradientOracle
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import ConfigError
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturbation, Perturber
+from hepsafe.tagger.onnx import OnnxTagger
+from hepsafe.validation.checks import (
     CONSTITUENT_VARIABLES,
     JET_VARIABLES,
     GateConfig,
@@ -47,7 +48,6 @@ from ..validate import (
     histogram,
     js_distance,
 )
-from .base import Attack, GradientOracle
 
 #: features whose JSD (nominal vs perturbed) is capped
 JSD_FEATURES: tuple[str, ...] = ("jet_pt", "jet_mass", *CONSTITUENT_VARIABLES)
@@ -90,7 +90,7 @@ class GreedySearch(Attack):
     step per accepted move, fraction of the bound; ``jsd_max``: cap on every feature's JSD
     (base 2); ``corr_max``: cap on the correlation-matrix change (Frobenius);
     ``max_halvings``: how often a rejected step's fraction of constituents is halved;
-    ``bins``: binning overrides (see :class:`~hepsafe.validate.GateConfig`). The defaults
+    ``bins``: binning overrides (see :class:`~hepsafe.validation.checks.GateConfig`). The defaults
     are the gate's default limits. See the module docstring; the caps hold per batch.
     """
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ..envelope import Envelope
-from ..exceptions import ConfigError
-from ..jets import JetBatch
-from ..perturb import Perturber
-from ..tagger import OnnxTagger
-from .base import Attack, GradientOracle
+from hepsafe.attacks.base import Attack, GradientOracle
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import ConfigError
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturber
+from hepsafe.tagger.onnx import OnnxTagger
 
 
 class FGSM(Attack):

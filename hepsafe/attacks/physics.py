@@ -1,7 +1,8 @@
-"""Physics variations (:mod:`hepsafe.variations`) behind the attack interface.
+"""Physics variations (:mod:`hepsafe.perturbation.variations`) behind the attack interface.
 
 ``PhysicsVariation(tagger, envelope, variation="scale_all_up")(jets, target)`` runs the
-named variation and returns a :class:`~hepsafe.perturb.Perturbation`, so a run can treat a
+named variation and returns a :class:`~hepsafe.perturbation.perturber.Perturbation`, so a run
+can treat a
 physics shift and an adversarial one alike (scores, gate, templates). Two differences:
 
 - the target is ignored (a variation does not look at the tagger); it is still checked, so
@@ -21,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..envelope import Envelope
-from ..exceptions import ConfigError, InputError
-from ..jets import JetBatch
-from ..perturb import Perturbation, Perturber
-from ..tagger import OnnxTagger
-from ..variations import VARIATIONS, apply_variation, list_variations
-from .base import Attack, AttackInfo, resolve_target
+from hepsafe.attacks.base import Attack, AttackInfo, resolve_target
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import ConfigError, InputError
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturbation, Perturber
+from hepsafe.perturbation.variations import VARIATIONS, apply_variation, list_variations
+from hepsafe.tagger.onnx import OnnxTagger
 
 
 def implied_delta(nominal: JetBatch, varied: JetBatch) -> np.ndarray:
@@ -54,11 +55,11 @@ def implied_delta(nominal: JetBatch, varied: JetBatch) -> np.ndarray:
 class PhysicsVariation(Attack):
     """A named physics variation through the attack interface (ignores the target).
 
-    ``variation``: a name of :func:`hepsafe.variations.list_variations`; ``options``
+    ``variation``: a name of :func:`hepsafe.perturbation.variations.list_variations`; ``options``
     override its parameters (e.g. ``{"shift": 0.03}``); ``seed`` keys random variations.
     The variation is applied to the whole input at once (it is chunk-invariant), so
     ``batch_size`` is unused. See the module docstring for what the returned
-    :class:`~hepsafe.perturb.Perturbation` holds.
+    :class:`~hepsafe.perturbation.perturber.Perturbation` holds.
     """
 
     name = "physics"

@@ -1,7 +1,8 @@
 """Attacks by name: ``make_attack(kind, tagger, envelope, **options) -> Attack``.
 
 Names: "fgsm", "pgd", "spsa", "greedy", "learned" and "physics:<variation>" (a name of
-:func:`hepsafe.variations.list_variations`). Used by the run configuration and the coffea
+:func:`hepsafe.perturbation.variations.list_variations`). Used by the run configuration and
+the coffea
 step, so that an attack is one string plus options.
 
 Fallback: FGSM and PGD need the tagger's torch twin. When onnx2torch cannot convert the
@@ -21,14 +22,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..envelope import Envelope
-from ..exceptions import ConfigError, ConversionError
-from ..tagger import OnnxTagger
-from .base import Attack
-from .greedy import GreedySearch
-from .pgd import FGSM, PGD
-from .physics import PhysicsVariation
-from .spsa import SPSA
+from hepsafe.attacks.base import Attack
+from hepsafe.attacks.greedy import GreedySearch
+from hepsafe.attacks.pgd import FGSM, PGD
+from hepsafe.attacks.physics import PhysicsVariation
+from hepsafe.attacks.spsa import SPSA
+from hepsafe.exceptions import ConfigError, ConversionError
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.tagger.onnx import OnnxTagger
 
 #: attacks that need gradients through ``tagger.as_torch()``
 GRADIENT_KINDS: tuple[str, ...] = ("fgsm", "pgd", "greedy")
@@ -44,15 +45,15 @@ class AttackFallbackWarning(UserWarning):
 
 def _learned() -> type[Attack]:
     try:
-        module = importlib.import_module("hepsafe.attacks.learned")
+        module = importlib.import_module("hepsafe.attacks.adversary.training")
     except ImportError as exc:
         raise ConfigError(
-            "attack 'learned': hepsafe.attacks.learned cannot be imported "
+            "attack 'learned': hepsafe.attacks.adversary.training cannot be imported "
             f"({exc}); the learned adversary is not available in this installation"
         ) from exc
     cls = getattr(module, "LearnedAdversary", None)
     if cls is None:
-        raise ConfigError("attack 'learned': hepsafe.attacks.learned has no class "
+        raise ConfigError("attack 'learned': hepsafe.attacks.adversary.training has no class "
                           "'LearnedAdversary'")
     return cls  # type: ignore[no-any-return]
 

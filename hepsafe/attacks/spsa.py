@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
-from ..envelope import Envelope
-from ..exceptions import ConfigError
-from ..jets import JetBatch
-from ..perturb import Perturber
-from ..tagger import OnnxTagger, OutputSpec
-from .base import Attack, padded_index
+from hepsafe.attacks.base import Attack, padded_index
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import ConfigError
+from hepsafe.perturbation import _kernels as kernels
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.perturber import Perturber
+from hepsafe.tagger.onnx import OnnxTagger, OutputSpec
 
 #: first random stream of SPSA's Rademacher draws (the physics variations use streams 1-4)
 STREAM_SPSA = 1 << 20

@@ -4,12 +4,12 @@ Needs the optional extra ``hepsafe[coffea]`` (coffea, dask, distributed); the co
 never imports this one. The dask-awkward path (:func:`run_apply_to_fileset`) also needs
 ``dask-awkward`` and ``dask-histogram``.
 
-- :class:`OnnxWrapper`: an :class:`~hepsafe.tagger.OnnxTagger` as a coffea
+- :class:`OnnxWrapper`: an :class:`~hepsafe.tagger.onnx.OnnxTagger` as a coffea
   ``numpy_call_wrapper`` (eager, virtual and dask-awkward arrays; the ONNX Runtime session
   is created lazily on each worker and never pickled).
 - :class:`JetSource`: which jets of an event record to use, the project's tree format
   (``BaseSchema``) or a NanoAOD/PFNano collection (``PFNanoAODSchema``), mapped to
-  :class:`~hepsafe.jets.JetBatch`.
+  :class:`~hepsafe.data.jets.JetBatch`.
 - :class:`Systematic` with :class:`PhysicsShift`, :class:`LearnedShift` and
   :class:`AttackShift`: the configured variations.
 - :class:`AdversarialSystematics`: the processor step (nominal + varied scores per chunk,
@@ -28,10 +28,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "hepsafe.coffea needs coffea: pip install 'hepsafe[coffea]'"
     ) from exc
 
-from .inputs import JetSource, detect_source
-from .processor import AdversarialProcessor, scale_samples, to_templates
-from .run import RunReport, run_apply_to_fileset, run_fileset
-from .shifts import (
+from hepsafe.coffea.inputs import JetSource, detect_source
+from hepsafe.coffea.processor import AdversarialProcessor, scale_samples, to_templates
+from hepsafe.coffea.run import RunReport, run_apply_to_fileset, run_fileset
+from hepsafe.coffea.step import AdversarialSystematics
+from hepsafe.coffea.wrapper import OnnxWrapper
+from hepsafe.perturbation.shifts import (
     AttackShift,
     LearnedShift,
     PhysicsShift,
@@ -40,8 +42,6 @@ from .shifts import (
     default_systematics,
     physics_systematic,
 )
-from .step import AdversarialSystematics
-from .wrapper import OnnxWrapper
 
 __all__ = [
     "AdversarialProcessor",

@@ -7,12 +7,12 @@ Two input formats:
   ``event``, ``jet_index`` and jagged ``part_*``; the event record *is* the jet collection.
 - ``"pfnano"``: CMS NanoAOD with PF candidates, read with ``PFNanoAODSchema``: the
   collection ``FatJet`` (or ``Jet``), ``PFCands`` and the association table
-  ``FatJetPFCands`` (``JetPFCands``), mapped with :func:`hepsafe.nanoaod.jets_from_arrays`
+  ``FatJetPFCands`` (``JetPFCands``), mapped with :func:`hepsafe.data.nanoaod.jets_from_arrays`
   (PUPPI-weighted candidates for FatJet by default; ``<collection>_msoftdrop`` when present).
 
 :meth:`JetSource.columns` picks the needed arrays out of an event record (eager, virtual or
 dask-awkward) as ``{branch name: array}``; :meth:`JetSource.batch` turns eager columns of
-one chunk into a :class:`~hepsafe.jets.JetBatch`. :func:`pf_constituents` turns NanoEvents
+one chunk into a :class:`~hepsafe.data.jets.JetBatch`. :func:`pf_constituents` turns NanoEvents
 PF candidates per jet (``events.FatJet.constituents.pf``, or the association records
 ``events.FatJet.constituents`` themselves), whose energy is a behaviour rather than a
 field, into the constituent records the tagger reads.
@@ -27,9 +27,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from ..exceptions import InputError
-from ..jets import PART_BRANCHES, REQUIRED_BRANCHES, JetBatch
-from ..nanoaod import (
+from hepsafe.data.jets import PART_BRANCHES, REQUIRED_BRANCHES, JetBatch
+from hepsafe.data.nanoaod import (
     COLLECTIONS,
     PF_FIELDS,
     PUPPI_BRANCH,
@@ -37,6 +36,7 @@ from ..nanoaod import (
     jets_from_arrays,
     weighted_p4,
 )
+from hepsafe.exceptions import InputError
 
 FORMATS = ("hepsafe", "pfnano")
 
@@ -71,7 +71,7 @@ def pf_constituents(parts: Any, puppi: bool = True) -> Any:
     energy only a behaviour) or ``events.FatJet.constituents`` (the ``FatJetPFCands``
     association records, followed to their candidates). With ``puppi`` the four-momenta
     are multiplied by ``puppiWeight`` and candidates of weight 0 dropped, as
-    :func:`hepsafe.nanoaod.jets_from_arrays` does (the same values, bit for bit).
+    :func:`hepsafe.data.nanoaod.jets_from_arrays` does (the same values, bit for bit).
     """
     lib = _lib(parts)
     if "pFCandsIdxG" in parts.fields:
@@ -100,7 +100,7 @@ class JetSource:
     """The jets of an event record: ``format`` "hepsafe" or "pfnano" (``collection``
     "FatJet" or "Jet"). ``label`` is the truth label given to PFNano jets (-1 unknown).
     ``puppi``: PFNano candidates weighted by ``PFCands_puppiWeight`` (None: True for
-    FatJet, False for Jet; :func:`hepsafe.nanoaod.jets_from_arrays`)."""
+    FatJet, False for Jet; :func:`hepsafe.data.nanoaod.jets_from_arrays`)."""
 
     format: str = "hepsafe"
     collection: str = "FatJet"

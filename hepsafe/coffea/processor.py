@@ -8,8 +8,8 @@
 (``jets_selected``: nominal jets filled into the templates.) With eager or virtual arrays
 (coffea ``Runner``) the values are filled histograms and ints; with dask-awkward events
 (``apply_to_fileset``) they are dask collections to compute. :func:`to_templates` turns the
-accumulated histograms into :class:`~hepsafe.templates.Templates` for
-:func:`hepsafe.stats.fit_templates`; :func:`scale_samples` normalises samples afterwards.
+accumulated histograms into :class:`~hepsafe.templates.booking.Templates` for
+:func:`hepsafe.fit.results.fit_templates`; :func:`scale_samples` normalises samples afterwards.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import hist
 import numpy as np
 from coffea import processor
 
-from .. import templates as T
-from ..exceptions import TemplateError
-from .step import AdversarialSystematics
+from hepsafe.coffea.step import AdversarialSystematics
+from hepsafe.exceptions import TemplateError
+from hepsafe.templates import booking as T
 
 
 def _where(metadata: Mapping[str, Any]) -> str:
@@ -103,7 +103,7 @@ def canonical(h: hist.Hist, variations: list[str] | None = None) -> hist.Hist:
 
 
 def to_templates(output: Mapping[str, Any]) -> T.Templates:
-    """The processor output's histograms as :class:`~hepsafe.templates.Templates`."""
+    """The processor output's histograms as :class:`~hepsafe.templates.booking.Templates`."""
     if "templates" not in output:
         raise TemplateError("processor output has no 'templates' (keys: "
                             f"{sorted(output)}); expected AdversarialProcessor's output")

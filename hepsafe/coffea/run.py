@@ -24,7 +24,7 @@ from coffea import processor
 from coffea.nanoevents import BaseSchema
 from coffea.processor.executor import ExecutorBase
 
-from ..exceptions import ConfigError, InputError
+from hepsafe.exceptions import ConfigError, InputError
 
 EXECUTORS = ("iterative", "futures", "dask")
 #: exceptions that mark a file as bad (unreadable, corrupt, truncated, wrong tree or branches)

@@ -1,7 +1,7 @@
 """``AdversarialSystematics``: the processor step that scores nominal and varied jets.
 
 Per chunk: event record -> :class:`~hepsafe.coffea.inputs.JetSource` columns ->
-:class:`~hepsafe.jets.JetBatch` -> for the nominal and every configured variation (physics,
+:class:`~hepsafe.data.jets.JetBatch` -> for the nominal and every configured variation (physics,
 learned adversary, optionally an attack): varied jets -> tagger score (the
 :class:`~hepsafe.coffea.wrapper.OnnxWrapper`) -> a per-jet *table*::
 
@@ -16,7 +16,7 @@ PFNano the table has the events x jets structure of the collection. The step the
 - attaches it to the jets (:meth:`AdversarialSystematics.attach`): fields
   ``hepsafe_score`` and ``hepsafe_systematics`` (``jets.hepsafe_systematics.escale.up.score``);
 - fills a template histogram (:meth:`AdversarialSystematics.fill`): observable x
-  ``sample`` x ``variation`` with Weight storage, the layout of :mod:`hepsafe.templates`
+  ``sample`` x ``variation`` with Weight storage, the layout of :mod:`hepsafe.templates.booking`
   (``nominal``, ``<name>_up``, ``<name>_down``), each variation with its own region
   selection (the region, jet pT and mass, recomputed on the varied jets).
 
@@ -36,13 +36,13 @@ import awkward as ak
 import hist
 import numpy as np
 
-from .. import templates as T
-from ..exceptions import ConfigError, TemplateError
-from ..jets import JetBatch
-from ..regions import Region
-from .inputs import JetSource, detect_source
-from .shifts import Systematic
-from .wrapper import OnnxWrapper
+from hepsafe.coffea.inputs import JetSource, detect_source
+from hepsafe.coffea.wrapper import OnnxWrapper
+from hepsafe.data.jets import JetBatch
+from hepsafe.data.regions import Region
+from hepsafe.exceptions import ConfigError, TemplateError
+from hepsafe.perturbation.shifts import Systematic
+from hepsafe.templates import booking as T
 
 #: default bins of the tagger score
 DEFAULT_EDGES = np.linspace(0.0, 1.0, 11)
@@ -70,9 +70,9 @@ class AdversarialSystematics:
     """Nominal and varied tagger scores per jet, attached to the jets and filled as templates.
 
     ``tagger``: an :class:`OnnxWrapper` (default the reference PFN). ``systematics``: the
-    :class:`~hepsafe.coffea.shifts.Systematic` s to evaluate (default none: nominal only).
+    :class:`~hepsafe.perturbation.shifts.Systematic` s to evaluate (default none: nominal only).
     ``edges``: bins of the score, shape ``(n_bins + 1,)``; ``observable``/``label``: the axis
-    name and title. ``region``: the signal region, a :class:`~hepsafe.regions.Region` (or
+    name and title. ``region``: the signal region, a :class:`~hepsafe.data.regions.Region` (or
     its mapping ``{jet_pt: [low, high], jet_mass: [low, high]}``, GeV), applied to each
     variation's own jets (None: all jets); ``mass_window``: ``(low, high)`` jet mass [GeV],
     shorthand for ``region=Region(jet_mass=mass_window)``. ``samples``: ``{truth label:

@@ -2,12 +2,12 @@
 
 Data flow of one call: jagged constituents (eager, virtual or dask-awkward) ->
 :meth:`OnnxWrapper.prepare_awkward` (awkward: drop masked constituents, order by decreasing
-pT, pad to the card's ``n_max``; the same order as :meth:`hepsafe.jets.JetBatch.to_padded`)
+pT, pad to the card's ``n_max``; the same order as :meth:`hepsafe.data.jets.JetBatch.to_padded`)
 -> numpy -> :meth:`OnnxWrapper.numpy_call` (the shared feature code, then ONNX Runtime) ->
 signal score per jet.
 
 The wrapper pickles only the model path, the card and the session options; the
-:class:`~hepsafe.tagger.OnnxTagger` (which holds an ONNX Runtime session) is created lazily,
+:class:`~hepsafe.tagger.onnx.OnnxTagger` (which holds an ONNX Runtime session) is created lazily,
 once per process, on first use. Every ONNX Runtime call sees exactly ``batch_size`` jets (the
 last batch is padded by repeating its last jet), so a jet's score never depends on how the
 data were chunked: ONNX Runtime rounds differently for very small batches.
@@ -24,8 +24,9 @@ import awkward as ak
 import numpy as np
 from coffea.ml_tools.helper import numpy_call_wrapper
 
-from ..exceptions import InputError, ModelError
-from ..tagger import (
+from hepsafe.coffea.inputs import is_pf_candidates, pf_constituents
+from hepsafe.exceptions import InputError, ModelError
+from hepsafe.tagger.onnx import (
     MODELS_DIR,
     OnnxTagger,
     _proba_np,
@@ -33,7 +34,6 @@ from ..tagger import (
     load_card,
     run_fixed_batches,
 )
-from .inputs import is_pf_candidates, pf_constituents
 
 #: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
 PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
@@ -58,7 +58,7 @@ class OnnxWrapper(numpy_call_wrapper):
 
     ``model``: the ``.onnx`` file (default the reference PFN); ``card``: its card (path or
     dict; default the ``.json`` beside the model). ``providers``, ``batch_size``,
-    ``intra_op_threads`` and ``optimization`` go to :class:`~hepsafe.tagger.OnnxTagger`
+    ``intra_op_threads`` and ``optimization`` go to :class:`~hepsafe.tagger.onnx.OnnxTagger`
     (defaults: CPU, 256 jets per call, one thread per worker process).
 
     Call it on constituents of type ``n_jets * var * {pt, eta, phi, energy[, charge][,
@@ -119,7 +119,7 @@ class OnnxWrapper(numpy_call_wrapper):
 
     @property
     def tagger(self) -> OnnxTagger:
-        """The :class:`~hepsafe.tagger.OnnxTagger`, created on first use in this process."""
+        """The :class:`~hepsafe.tagger.onnx.OnnxTagger`, created on first use in this process."""
         if self._tagger is None:
             self._tagger = OnnxTagger(self.model, self.card, **self.options)
         return self._tagger

@@ -1,0 +1,9 @@
+"""The learned adversary g(J): its network and training (``training``), its ONNX graph and
+torch-free application (``graph``)."""
+
+from __future__ import annotations
+
+from hepsafe.attacks.adversary.graph import OnnxAdversary
+from hepsafe.attacks.adversary.training import LearnedAdversary, LearnedConfig
+
+__all__ = ["LearnedAdversary", "LearnedConfig", "OnnxAdversary"]

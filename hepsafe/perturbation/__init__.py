@@ -1,0 +1,130 @@
+"""Perturbations: a per-constituent delta -> a perturbed JetBatch inside an envelope (Numba
+kernels), physics variations, shifts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hepsafe.perturbation.envelope import (
+        COORDINATES,
+        FORMAT,
+        PARTICLE_CLASSES,
+        Envelope,
+        particle_classes,
+    )
+    from hepsafe.perturbation.perturber import (
+        PRESERVABLE,
+        DeltaLike,
+        Perturbation,
+        Perturber,
+        check_preserve,
+        perturb,
+        project,
+    )
+    from hepsafe.perturbation.shifts import (
+        ADVERSARY_MODEL,
+        AttackShift,
+        LearnedShift,
+        PhysicsShift,
+        Shift,
+        Systematic,
+        default_systematics,
+        physics_systematic,
+    )
+    from hepsafe.perturbation.variations import (
+        CLASS_CHOICES,
+        DEFAULT_SCALE,
+        VARIATIONS,
+        Variation,
+        angular_smear,
+        apply_variation,
+        configured_sides,
+        energy_scale,
+        energy_smear,
+        list_variations,
+        tracking_loss,
+    )
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "ADVERSARY_MODEL": "shifts",
+    "AttackShift": "shifts",
+    "CLASS_CHOICES": "variations",
+    "COORDINATES": "envelope",
+    "DEFAULT_SCALE": "variations",
+    "DeltaLike": "perturber",
+    "Envelope": "envelope",
+    "FORMAT": "envelope",
+    "LearnedShift": "shifts",
+    "PARTICLE_CLASSES": "envelope",
+    "PRESERVABLE": "perturber",
+    "Perturbation": "perturber",
+    "Perturber": "perturber",
+    "PhysicsShift": "shifts",
+    "Shift": "shifts",
+    "Systematic": "shifts",
+    "VARIATIONS": "variations",
+    "Variation": "variations",
+    "angular_smear": "variations",
+    "apply_variation": "variations",
+    "check_preserve": "perturber",
+    "configured_sides": "variations",
+    "default_systematics": "shifts",
+    "energy_scale": "variations",
+    "energy_smear": "variations",
+    "list_variations": "variations",
+    "particle_classes": "envelope",
+    "perturb": "perturber",
+    "physics_systematic": "shifts",
+    "project": "perturber",
+    "tracking_loss": "variations",
+}
+__all__ = [
+    "ADVERSARY_MODEL",
+    "AttackShift",
+    "CLASS_CHOICES",
+    "COORDINATES",
+    "DEFAULT_SCALE",
+    "DeltaLike",
+    "Envelope",
+    "FORMAT",
+    "LearnedShift",
+    "PARTICLE_CLASSES",
+    "PRESERVABLE",
+    "Perturbation",
+    "Perturber",
+    "PhysicsShift",
+    "Shift",
+    "Systematic",
+    "VARIATIONS",
+    "Variation",
+    "angular_smear",
+    "apply_variation",
+    "check_preserve",
+    "configured_sides",
+    "default_systematics",
+    "energy_scale",
+    "energy_smear",
+    "list_variations",
+    "particle_classes",
+    "perturb",
+    "physics_systematic",
+    "project",
+    "tracking_loss",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | set(globals()))

@@ -1,0 +1,114 @@
+"""Pipeline: a run configuration -> every stage -> an output directory (hepsafe run / demo)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hepsafe.pipeline.config import (
+        DEFAULTS,
+        DEMO_CONFIG,
+        TREES,
+        RunConfig,
+        from_dict,
+        load,
+        resolve_model,
+    )
+    from hepsafe.pipeline.runner import (
+        NOMINAL,
+        REGION,
+        FitFailed,
+        GateFailed,
+        Progress,
+        RunResult,
+        Sample,
+        Varied,
+        fit_run,
+        load_samples,
+        log,
+        make_attack,
+        make_envelope,
+        make_provenance,
+        output_dir,
+        region_masks,
+        run,
+        run_inputs,
+        workspace_config,
+    )
+    from hepsafe.pipeline.summary import (
+        summary_table,
+    )
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "DEFAULTS": "config",
+    "DEMO_CONFIG": "config",
+    "FitFailed": "runner",
+    "GateFailed": "runner",
+    "NOMINAL": "runner",
+    "Progress": "runner",
+    "REGION": "runner",
+    "RunConfig": "config",
+    "RunResult": "runner",
+    "Sample": "runner",
+    "TREES": "config",
+    "Varied": "runner",
+    "fit_run": "runner",
+    "from_dict": "config",
+    "load": "config",
+    "load_samples": "runner",
+    "log": "runner",
+    "make_attack": "runner",
+    "make_envelope": "runner",
+    "make_provenance": "runner",
+    "output_dir": "runner",
+    "region_masks": "runner",
+    "resolve_model": "config",
+    "run": "runner",
+    "run_inputs": "runner",
+    "summary_table": "summary",
+    "workspace_config": "runner",
+}
+__all__ = [
+    "DEFAULTS",
+    "DEMO_CONFIG",
+    "FitFailed",
+    "GateFailed",
+    "NOMINAL",
+    "Progress",
+    "REGION",
+    "RunConfig",
+    "RunResult",
+    "Sample",
+    "TREES",
+    "Varied",
+    "fit_run",
+    "from_dict",
+    "load",
+    "load_samples",
+    "log",
+    "make_attack",
+    "make_envelope",
+    "make_provenance",
+    "output_dir",
+    "region_masks",
+    "resolve_model",
+    "run",
+    "run_inputs",
+    "summary_table",
+    "workspace_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | set(globals()))

@@ -1,0 +1,704 @@
+"""``OnnxTagger``: an ONNX jet tagger, its model card, providers, batching and torch twin.
+
+A tagger is an ``.onnx`` file with a JSON model card beside it (same stem, ``.json``,
+``schemas/tagger.schema.json``). The card says, for every ONNX input, which features it
+holds (names from :mod:`hepsafe.tagger.features`), the padding length and ordering, and for the
+output which class is the signal and which activation was applied. The graph is checked
+against the card when the tagger is opened.
+
+Data flow of :meth:`OnnxTagger.predict`, batch by batch: jagged constituents ->
+:meth:`OnnxTagger.padded` (numpy, pT-ordered, masked) -> :meth:`OnnxTagger.inputs_from_padded`
+(the shared feature code) -> ONNX Runtime -> signal score. Attacks reuse the same padded
+path on torch tensors through :meth:`OnnxTagger.score_torch`, which runs the graph converted
+to torch by onnx2torch (:meth:`OnnxTagger.as_torch`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepsafe._files import read_json, sha256sum
+from hepsafe._schemas import validate
+from hepsafe.data.jets import JetBatch
+from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
+from hepsafe.models import MODELS_DIR, model_path
+from hepsafe.tagger import features as F
+
+__all__ = [
+    "CARD_FORMAT",
+    "MODELS_DIR",
+    "InputSpec",
+    "OnnxTagger",
+    "OutputSpec",
+    "card_path",
+    "check_graph",
+    "load_card",
+    "model_path",
+    "reference",
+    "to_torch",
+]
+
+log = logging.getLogger(__name__)
+
+CARD_FORMAT = "hepsafe-tagger/1"
+#: directory of the committed reference taggers (``pfn``, ``hl``)
+_CPU = "CPUExecutionProvider"
+_CUDA = "CUDAExecutionProvider"
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+_CHUNK = 4096  # jets padded and featurised at once by predict
+
+
+# --------------------------------------------------------------------------- the card
+@dataclass(frozen=True)
+class InputSpec:
+    """One ONNX input as the card describes it.
+
+    ``kind`` "constituent": shape ``(n, n_max, len(features))``; "jet": ``(n, len(features))``
+    from the first ``n_max`` constituents; "mask": ``(n, n_max)``, 1.0 real / 0.0 padding.
+    """
+
+    name: str
+    kind: str
+    features: tuple[str, ...]
+    n_max: int
+    mask: str | None = None
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """Expected shape, ``None`` for the dynamic batch axis."""
+        if self.kind == "constituent":
+            return (None, self.n_max, len(self.features))
+        if self.kind == "jet":
+            return (None, len(self.features))
+        return (None, self.n_max)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The score output: name, activation, class names and the signal class."""
+
+    name: str
+    activation: str
+    classes: tuple[str, ...]
+    signal: str
+
+    @property
+    def signal_index(self) -> int:
+        """Index of the signal class in :attr:`classes`."""
+        return self.classes.index(self.signal)
+
+    @property
+    def binary(self) -> bool:
+        """True when the output is one number per jet (sigmoid or logit)."""
+        return self.activation in ("sigmoid", "logit")
+
+
+def card_path(model_path: str | os.PathLike[str]) -> Path:
+    """The card of an ONNX file: same directory and stem, suffix ``.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def load_card(card: str | os.PathLike[str] | Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Read (if a path) and validate a model card; raise :class:`CardError` naming the key."""
+    if isinstance(card, Mapping):
+        data = dict(card)
+        where = where or "model card"
+    else:
+        where = where or f"model card {Path(card)}"
+        data = read_json(card, CardError, where, missing="no such file (a tagger needs its JSON "
+                         "card beside the ONNX file, same stem)")
+    validate(data, "tagger", what=where, error=CardError)
+    _check_card_semantics(data, where)
+    return data
+
+
+def _specs(card: Mapping[str, Any]) -> tuple[list[InputSpec], OutputSpec]:
+    ins = [
+        InputSpec(
+            name=d["name"],
+            kind=d["kind"],
+            features=tuple(d.get("features", ())),
+            n_max=int(d["n_max"]),
+            mask=d.get("mask"),
+        )
+        for d in card["inputs"]
+    ]
+    o = card["output"]
+    out = OutputSpec(o["name"], o["activation"], tuple(o["classes"]), o["signal"])
+    return ins, out
+
+
+def _check_card_semantics(card: Mapping[str, Any], where: str) -> None:
+    ins, out = _specs(card)
+    names = [s.name for s in ins]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CardError(f"{where}: key 'inputs': input name(s) {dup} appear more than once")
+    by_name = {s.name: s for s in ins}
+    for i, s in enumerate(ins):
+        known = F.CONSTITUENT_FEATURES if s.kind == "constituent" else F.JET_FEATURES
+        unknown = [f for f in s.features if f not in known]
+        if unknown:
+            raise CardError(f"{where}: key 'inputs/{i}/features': unknown {s.kind} feature(s) "
+                            f"{unknown} in input '{s.name}'; known: {list(known)}")
+        if s.mask is not None:
+            if s.kind != "constituent":
+                raise CardError(f"{where}: key 'inputs/{i}/mask': only constituent inputs "
+                                f"name a mask, input '{s.name}' is of kind '{s.kind}'")
+            m = by_name.get(s.mask)
+            if m is None or m.kind != "mask":
+                raise CardError(f"{where}: key 'inputs/{i}/mask': input '{s.name}' names mask "
+                                f"'{s.mask}', which is not a mask input of the card")
+            if m.n_max != s.n_max:
+                raise CardError(f"{where}: key 'inputs/{i}/mask': mask '{m.name}' has n_max "
+                                f"{m.n_max}, input '{s.name}' has {s.n_max}")
+    if out.signal not in out.classes:
+        raise CardError(f"{where}: key 'output/signal': '{out.signal}' is not one of the "
+                        f"classes {list(out.classes)}")
+    if out.binary and len(out.classes) != 2:
+        raise CardError(f"{where}: key 'output/activation': '{out.activation}' gives one number "
+                        f"per jet, so exactly 2 classes are expected, got {list(out.classes)}")
+    rep = card.get("representation")
+    if rep is not None and rep["name"] == out.name:
+        raise CardError(f"{where}: key 'representation/name': '{rep['name']}' is the score "
+                        "output itself")
+
+
+# --------------------------------------------------------------------------- the graph
+def _dims(value_info: Any) -> list[int | str | None]:
+    shape = value_info.type.tensor_type.shape
+    if not value_info.type.tensor_type.HasField("shape"):
+        return []
+    out: list[int | str | None] = []
+    for d in shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def _dtype_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem_type)
+
+
+def _graph_inputs(model: Any) -> list[Any]:
+    inits = {i.name for i in model.graph.initializer}
+    return [v for v in model.graph.input if v.name not in inits]
+
+
+def _check_value(v: Any, expected: tuple[int | None, ...], what: str,
+                 allowed_ranks: Sequence[int] | None = None) -> None:
+    import onnx
+
+    et = v.type.tensor_type.elem_type
+    if et != onnx.TensorProto.FLOAT:
+        raise ModelError(f"{what} has dtype {_dtype_name(et)}, expected float32")
+    dims = _dims(v)
+    ranks = list(allowed_ranks) if allowed_ranks else [len(expected)]
+    if len(dims) not in ranks:
+        exp = " or ".join(str(r) for r in ranks)
+        raise ModelError(f"{what} has rank {len(dims)} (shape {dims}), expected rank {exp} "
+                         f"(shape {list(expected)}, None = dynamic batch)")
+    if isinstance(dims[0], int):
+        raise ModelError(f"{what} has a fixed batch size {dims[0]} on axis 0, expected a "
+                         "dynamic batch axis (dim_param)")
+    for axis, (d, e) in enumerate(zip(dims[1:], expected[1:], strict=False), start=1):
+        if isinstance(d, int) and e is not None and d != e:
+            raise ModelError(f"{what} has size {d} on axis {axis} (shape {dims}), expected {e} "
+                             f"(shape {list(expected)})")
+
+
+def check_graph(model: Any, card: Mapping[str, Any], where: str = "model") -> None:
+    """Check an ``onnx.ModelProto`` against a (validated) card.
+
+    Input and output names, dtypes (float32), ranks, fixed sizes and the dynamic batch
+    axis; raises :class:`ModelError` naming the input or output and what was expected.
+    """
+    ins, out = _specs(card)
+    graph_in = {v.name: v for v in _graph_inputs(model)}
+    graph_out = {v.name: v for v in model.graph.output}
+    card_names = [s.name for s in ins]
+    missing = [n for n in card_names if n not in graph_in]
+    extra = [n for n in graph_in if n not in card_names]
+    if missing or extra:
+        raise ModelError(
+            f"{where}: inputs disagree with the card: card input(s) {missing} not in the graph, "
+            f"graph input(s) {extra} not in the card (graph inputs: {list(graph_in)}, card "
+            f"inputs: {card_names})"
+        )
+    for s in ins:
+        _check_value(graph_in[s.name], s.shape, f"{where}: input '{s.name}' ({s.kind})")
+    if out.name not in graph_out:
+        raise ModelError(f"{where}: output '{out.name}' named by the card is not a graph output "
+                         f"(graph outputs: {list(graph_out)})")
+    if out.binary:
+        _check_value(graph_out[out.name], (None, 1), f"{where}: output '{out.name}' "
+                     f"({out.activation})", allowed_ranks=(1, 2))
+    else:
+        _check_value(graph_out[out.name], (None, len(out.classes)),
+                     f"{where}: output '{out.name}' ({out.activation})")
+    rep = card.get("representation")
+    if rep is not None:
+        if rep["name"] not in graph_out:
+            raise ModelError(f"{where}: representation output '{rep['name']}' is not a graph "
+                             f"output (graph outputs: {list(graph_out)})")
+        _check_value(graph_out[rep["name"]], (None, int(rep["dim"])),
+                     f"{where}: representation output '{rep['name']}'")
+
+
+# --------------------------------------------------------------------------- torch twin
+def to_torch(model: Any, where: str = "model") -> Any:
+    """Convert an ``onnx.ModelProto`` to a differentiable torch module (via onnx2torch).
+
+    The module takes the graph inputs (positional in graph order, or by name) and returns a
+    dict ``{output name: tensor}``. Parameters are frozen (``requires_grad=False``): gradients
+    flow to the inputs. Raises :class:`ConversionError` naming every operator onnx2torch
+    cannot convert.
+    """
+    from onnx2torch import convert
+    from onnx2torch.node_converters.registry import get_converter
+
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    unsupported: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        domain = node.domain or ""
+        try:
+            get_converter(domain=domain, operation_type=node.op_type,
+                          version=opsets.get(domain, 1))
+        except NotImplementedError:
+            label = f"{domain + '::' if domain else ''}{node.op_type} (opset {opsets.get(domain)})"
+            unsupported.setdefault(label, []).append(node.name or "(unnamed)")
+    if unsupported:
+        ops = ", ".join(f"{k} at node(s) {v}" for k, v in unsupported.items())
+        raise ConversionError(f"{where}: onnx2torch cannot convert operator(s) {ops}; "
+                              "gradient-based attacks are unavailable, use a black-box method")
+    try:
+        gm = convert(model)
+    except Exception as exc:  # onnx2torch raises plain exceptions for unsupported attributes
+        raise ConversionError(f"{where}: onnx2torch failed to convert the graph: {exc}") from exc
+
+    producers: dict[str, tuple[str, int, int]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.output):
+            producers[name] = (node.name, k, len(node.output))
+    out_names = [v.name for v in model.graph.output]
+    missing = [n for n in out_names if n not in producers]
+    if missing:
+        raise ConversionError(f"{where}: graph output(s) {missing} are not produced by a node "
+                              "(pass-through outputs cannot be converted)")
+    node_order = list(dict.fromkeys(producers[n][0] for n in out_names))
+    picks = []
+    for n in out_names:
+        node_name, k, n_out = producers[n]
+        picks.append((node_order.index(node_name), k if n_out > 1 else None))
+    in_names = [v.name for v in _graph_inputs(model)]
+    cls = _torch_tagger_class()
+    return cls(gm, in_names, out_names, picks, single=len(node_order) == 1).eval()
+
+
+@functools.cache
+def _torch_tagger_class() -> type:
+    """The torch module class wrapping an onnx2torch graph (defined lazily: torch is heavy)."""
+    import torch
+
+    class TorchTagger(torch.nn.Module):
+        """onnx2torch module with named inputs and a dict of named outputs."""
+
+        def __init__(self, gm: Any, in_names: list[str], out_names: list[str],
+                     picks: list[tuple[int, int | None]], single: bool) -> None:
+            super().__init__()
+            self.graph_module = gm
+            self.input_names = list(in_names)
+            self.output_names = list(out_names)
+            self._picks = picks
+            self._single = single
+            for p in self.parameters():
+                p.requires_grad_(False)
+
+        def forward(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            if kwargs:
+                unknown = sorted(set(kwargs) - set(self.input_names))
+                if unknown or args:
+                    raise InputError(f"torch tagger inputs are {self.input_names}, got "
+                                     f"{len(args)} positional and named {sorted(kwargs)}")
+                args = tuple(kwargs[n] for n in self.input_names)
+            if len(args) != len(self.input_names):
+                raise InputError(f"torch tagger takes {len(self.input_names)} inputs "
+                                 f"{self.input_names}, got {len(args)}")
+            res = self.graph_module(*args)
+            nodes = (res,) if self._single else tuple(res)
+            return {
+                name: nodes[i] if k is None else nodes[i][k]
+                for name, (i, k) in zip(self.output_names, self._picks, strict=True)
+            }
+
+    return TorchTagger
+
+
+# --------------------------------------------------------------------------- scores
+def _sigmoid_np(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(np.float32)
+
+
+def _proba_np(y: np.ndarray, out: OutputSpec) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` from the raw output."""
+    n = y.shape[0]
+    if out.binary:
+        v = y.reshape(n)
+        p = v.astype(np.float32) if out.activation == "sigmoid" else _sigmoid_np(v)
+        probs = np.empty((n, 2), dtype=np.float32)
+        probs[:, out.signal_index] = p
+        probs[:, 1 - out.signal_index] = 1.0 - p
+        return probs
+    if out.activation == "softmax":
+        return y.astype(np.float32)
+    z = y.astype(np.float64) - y.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _score_torch(y: Any, out: OutputSpec, kind: str) -> Any:
+    import torch
+
+    n = y.shape[0]
+    s = out.signal_index
+    if out.binary:
+        v = y.reshape(n)
+        if out.activation == "logit":
+            return torch.sigmoid(v) if kind == "probability" else v
+        return v if kind == "probability" else torch.logit(v)
+    if out.activation == "softmax":
+        if kind == "probability":
+            return y[:, s]
+        logp = torch.log(y)
+    else:
+        logp = torch.log_softmax(y, dim=1)
+    if kind == "probability":
+        return torch.exp(logp[:, s])
+    others = torch.cat([logp[:, :s], logp[:, s + 1 :]], dim=1)
+    return logp[:, s] - torch.logsumexp(others, dim=1)
+
+
+# --------------------------------------------------------------------------- the tagger
+def _providers(requested: str | Sequence[str]) -> tuple[list[str], bool]:
+    """Providers to ask ONNX Runtime for, and whether CUDA is required."""
+    import onnxruntime as ort
+
+    avail = ort.get_available_providers()
+    if isinstance(requested, str):
+        req = requested.lower()
+        if req == "auto":
+            return ([_CUDA, _CPU] if _CUDA in avail else [_CPU]), False
+        if req == "cpu":
+            return [_CPU], False
+        if req == "cuda":
+            if _CUDA not in avail:
+                raise ModelError(
+                    f"option 'providers': 'cuda' requested but ONNX Runtime offers only {avail} "
+                    "(install onnxruntime-gpu in place of onnxruntime, or use 'auto'/'cpu')"
+                )
+            return [_CUDA, _CPU], True
+        requested = [requested]
+    names = list(requested)
+    bad = [p for p in names if p not in avail]
+    if bad or not names:
+        raise ModelError(f"option 'providers': {bad or names} not offered by ONNX Runtime "
+                         f"(available: {avail}; or use 'auto', 'cpu', 'cuda')")
+    return names, _CUDA in names[:1]
+
+
+class OnnxTagger:
+    """A jet tagger in ONNX with its model card; scores :class:`~hepsafe.data.jets.JetBatch` es.
+
+    ``path``: the ``.onnx`` file; ``card``: its card (path or dict; default the ``.json``
+    beside it). ``providers``: "auto" (CUDA when ONNX Runtime offers it and it works, else
+    CPU, logged), "cpu", "cuda" (an error if unavailable), or a list of ONNX Runtime provider
+    names. ``batch_size``: jets per ONNX Runtime call (256 keeps the activations of the
+    reference PFN in cache; see docs/BENCHMARKS.md). ``intra_op_threads``: ONNX Runtime
+    intra-op threads (None: its default). ``optimization``: graph optimisation level,
+    "disable", "basic", "extended" or "all". :attr:`provider` names the provider that runs.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        card: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        providers: str | Sequence[str] = "auto",
+        batch_size: int = 256,
+        intra_op_threads: int | None = None,
+        optimization: str = "all",
+    ) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ModelError(f"{self.path}: no such ONNX file")
+        if batch_size < 1:
+            raise ModelError(f"option 'batch_size' must be >= 1, got {batch_size}")
+        if optimization not in _OPT_LEVELS:
+            raise ModelError(f"option 'optimization' must be one of {_OPT_LEVELS}, "
+                             f"got {optimization!r}")
+        self.batch_size = int(batch_size)
+        self.card = load_card(card_path(self.path) if card is None else card)
+        digest = self.card["model"].get("sha256")
+        if digest is not None and digest != sha256sum(self.path):
+            raise CardError(f"model card of {self.path}: key 'model/sha256' is {digest[:12]}..., "
+                            f"but the file's sha256 is {sha256sum(self.path)[:12]}... (card and "
+                            "model do not belong together)")
+        try:
+            self.model = onnx.load(str(self.path))
+            onnx.checker.check_model(self.model)
+        except Exception as exc:
+            raise ModelError(f"{self.path}: not a valid ONNX model ({exc})") from exc
+        check_graph(self.model, self.card, where=str(self.path))
+        self.inputs, self.output = _specs(self.card)
+        self.name: str = self.card["name"]
+        rep = self.card.get("representation")
+        self.representation_output: str | None = rep["name"] if rep else None
+        #: padding length of :meth:`padded`: the largest n_max of the inputs
+        self.n_max = max(s.n_max for s in self.inputs)
+
+        want, need_cuda = _providers(providers)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        if intra_op_threads is not None:
+            so.intra_op_num_threads = int(intra_op_threads)
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=want)
+        got = self.session.get_providers()
+        #: the execution provider that runs the graph
+        self.provider: str = got[0]
+        if need_cuda and self.provider != _CUDA:
+            raise ModelError(f"option 'providers': 'cuda' requested, but ONNX Runtime could not "
+                             f"start it (no GPU or driver?) and would run on {got}")
+        if want[0] == _CUDA and self.provider != _CUDA:
+            log.warning("tagger '%s': CUDAExecutionProvider is offered but could not start "
+                        "(no GPU?); running on %s", self.name, self.provider)
+        log.info("tagger '%s' (%s): running on %s (requested %s, ONNX Runtime offers %s)",
+                 self.name, self.path.name, self.provider, providers,
+                 ort.get_available_providers())
+        self._torch: Any = None
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}:{s.kind}{list(s.shape)}" for s in self.inputs)
+        return (f"OnnxTagger('{self.name}', {self.path.name}, provider={self.provider}, "
+                f"inputs [{ins}], signal '{self.output.signal}')")
+
+    # ------------------------------------------------------------------ padded path
+    def padded(self, jets: JetBatch) -> dict[str, np.ndarray]:
+        """Padded constituents of ``jets`` for this tagger (length :attr:`n_max`, pT-ordered).
+
+        float32 ``pt, eta, phi, energy, charge`` and boolean ``mask``, each ``(n_jets, n_max)``;
+        convert to torch tensors to attack them (:meth:`score_torch`).
+        """
+        return F.padded_constituents(jets, self.n_max)
+
+    def inputs_from_padded(self, xp: Any, padded: Mapping[str, Any]) -> dict[str, Any]:
+        """The ONNX inputs ``{name: float32 array}`` from a padded dict, numpy or torch.
+
+        ``xp``: numpy, torch or None (from the arrays). Runs the same feature code in both,
+        differentiable in torch. ``padded`` needs the keys of :meth:`padded`, each
+        ``(n_jets, n >= n_max)``.
+        """
+        need = ("pt", "eta", "phi", "energy", "mask")
+        missing = [k for k in need if k not in padded]
+        if missing:
+            raise InputError(f"padded constituents lack key(s) {missing} (expected {list(need)} "
+                             "and 'charge')")
+        ns = F.as_namespace(xp, [padded["pt"]])
+        n_have = ns.shape(padded["pt"])[1] if len(ns.shape(padded["pt"])) == 2 else -1
+        f32 = ns.float32
+        out: dict[str, Any] = {}
+        for s in self.inputs:
+            if n_have < s.n_max:
+                raise InputError(f"padded constituents have shape {ns.shape(padded['pt'])}, "
+                                 f"input '{s.name}' needs (n_jets, >= {s.n_max})")
+            n = s.n_max
+            mask = padded["mask"][:, :n]
+            if not ns.is_bool(mask):
+                mask = mask != 0
+            if s.kind == "mask":
+                out[s.name] = ns.astype(mask, f32)
+                continue
+            cut = {k: padded[k][:, :n] if padded.get(k) is not None else None
+                   for k in ("pt", "eta", "phi", "energy", "charge")}
+            if s.kind == "constituent":
+                x = F.constituent_features(ns, s.features, cut["pt"], cut["eta"], cut["phi"],
+                                           cut["energy"], cut["charge"], mask)
+            else:
+                # jet features do not depend on padding: drop columns that are padding for all
+                used = _used_columns(ns, mask)
+                x = F.jet_features(ns, s.features, *(cut[k][:, :used] for k in
+                                                     ("pt", "eta", "phi", "energy")),
+                                   mask[:, :used])
+            out[s.name] = ns.astype(x, f32)
+        return out
+
+    # ------------------------------------------------------------------ ONNX Runtime
+    def run(self, inputs: Mapping[str, np.ndarray],
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on ready inputs ``{name: float32 array}``; returns raw outputs by name."""
+        names = list(outputs) if outputs else [v.name for v in self.model.graph.output]
+        feed = {s.name: np.ascontiguousarray(inputs[s.name], dtype=np.float32)
+                for s in self.inputs}
+        res = self.session.run(names, feed)
+        return dict(zip(names, res, strict=True))
+
+    def _check_finite(self, inputs: Mapping[str, np.ndarray], start: int) -> None:
+        """Raise InputError naming the features and jets (JetBatch indices) that are not finite."""
+        for s in self.inputs:
+            x = inputs[s.name]
+            bad_el = ~np.isfinite(x)
+            if not bad_el.any():
+                continue
+            jet_bad = np.flatnonzero(bad_el.reshape(len(x), -1).any(axis=1)) + start
+            feats = s.features if s.kind != "mask" else ("mask",)
+            cols = bad_el.reshape(-1, len(feats)).any(axis=0)
+            raise InputError(
+                f"non-finite features {[f for f, c in zip(feats, cols, strict=True) if c]} in "
+                f"input '{s.name}' of tagger '{self.name}' for jet(s) "
+                f"{jet_bad[:20].tolist()}{' ...' if len(jet_bad) > 20 else ''} "
+                f"(indices into the JetBatch; {len(jet_bad)} jet(s) in all)"
+            )
+
+    def _batches(self, jets: JetBatch, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
+        # padding and features run on chunks of >= _CHUNK jets (amortises the awkward calls);
+        # ONNX Runtime then runs on batch_size jets at a time
+        chunk = max(self.batch_size, _CHUNK)
+        for start in range(0, len(jets), chunk):
+            sub = jets[start : start + chunk]
+            inputs = self.inputs_from_padded(np, self.padded(sub))
+            self._check_finite(inputs, start)
+            for b in range(0, len(sub), self.batch_size):
+                feed = {k: v[b : b + self.batch_size] for k, v in inputs.items()}
+                n_real = len(next(iter(feed.values())))
+                if n_real < self.batch_size:
+                    # always run full batches: ONNX Runtime's kernels can round a row
+                    # differently for another batch size, and a jet's score must not depend
+                    # on how the jets were chunked (padding rows are empty jets, cut off)
+                    feed = {k: np.concatenate([v, np.zeros((self.batch_size - n_real,
+                                                            *v.shape[1:]), v.dtype)])
+                            for k, v in feed.items()}
+                res = self.run(feed, outputs)
+                for n in outputs:
+                    parts[n].append(res[n][:n_real])
+        return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+
+    def predict_proba(self, jets: JetBatch) -> np.ndarray:
+        """Class probabilities, shape ``(n_jets, n_classes)`` float32, columns as card classes."""
+        k = len(self.output.classes)
+        if len(jets) == 0:
+            return np.zeros((0, k), dtype=np.float32)
+        y = self._batches(jets, [self.output.name])[self.output.name]
+        probs = _proba_np(y, self.output)
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(bad):
+            raise ModelError(f"tagger '{self.name}' gave non-finite scores for jet(s) "
+                             f"{bad[:20].tolist()}")
+        return probs
+
+    def predict(self, jets: JetBatch) -> np.ndarray:
+        """Signal score per jet (probability of the card's signal class), ``(n_jets,)`` float32."""
+        return np.ascontiguousarray(self.predict_proba(jets)[:, self.output.signal_index])
+
+    def represent(self, jets: JetBatch) -> np.ndarray:
+        """The card's intermediate representation, shape ``(n_jets, dim)`` float32."""
+        if self.representation_output is None:
+            raise ModelError(f"tagger '{self.name}': its card declares no 'representation' output")
+        dim = int(self.card["representation"]["dim"])
+        if len(jets) == 0:
+            return np.zeros((0, dim), dtype=np.float32)
+        name = self.representation_output
+        return self._batches(jets, [name])[name].astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ torch
+    def as_torch(self) -> Any:
+        """The graph as a differentiable torch module (onnx2torch), converted once and cached.
+
+        Inputs as the ONNX graph (positional in graph order or by name); returns
+        ``{output name: tensor}``. Raises :class:`~hepsafe.exceptions.ConversionError`
+        naming the operator when the graph cannot be converted.
+        """
+        if self._torch is None:
+            self._torch = to_torch(self.model, where=str(self.path))
+        return self._torch
+
+    def score_torch(self, padded: Mapping[str, Any], kind: str = "probability") -> Any:
+        """Differentiable signal score ``(n_jets,)`` from padded torch tensors.
+
+        ``padded``: tensors as :meth:`padded` gives (float ``pt, eta, phi, energy, charge``,
+        bool ``mask``). ``kind``: "probability" (in [0, 1]) or "logit" (signal log-odds,
+        unsaturated: better for gradients).
+        """
+        if kind not in ("probability", "logit"):
+            raise InputError(f"option 'kind' must be 'probability' or 'logit', got {kind!r}")
+        import torch
+
+        module = self.as_torch()
+        pt = padded["pt"]
+        if not isinstance(pt, torch.Tensor):
+            raise InputError("score_torch needs torch tensors in 'padded' (use "
+                             "{k: torch.as_tensor(v) for k, v in tagger.padded(jets).items()})")
+        module = module.to(pt.device)
+        inputs = self.inputs_from_padded(torch, padded)
+        outs = module(**inputs)
+        return _score_torch(outs[self.output.name], self.output, kind)
+
+
+def run_fixed_batches(inputs: Mapping[str, np.ndarray], batch_size: int,
+                      run: Callable[[dict[str, np.ndarray]], np.ndarray]) -> np.ndarray:
+    """``run`` on consecutive batches of exactly ``batch_size`` rows of ``inputs`` (``{name:
+    (n, ...)}``, n >= 1; the last batch padded by repeating its last row), the outputs of
+    the real rows concatenated, shape ``(n, ...)``. ONNX Runtime can round a row
+    differently for another batch size; with one size, a jet's result never depends on how
+    the data were chunked."""
+    n = len(next(iter(inputs.values())))
+    out = []
+    for start in range(0, n, batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        m = len(next(iter(batch.values())))
+        if m < batch_size:
+            batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - m, axis=0)])
+                     for k, v in batch.items()}
+        out.append(run(batch)[:m])
+    return np.concatenate(out, axis=0)
+
+
+def _used_columns(ns: Any, mask: Any) -> int:
+    """1 + index of the last column that is a real constituent for some jet (at least 1)."""
+    col = ns.sum(ns.where(mask, 1, 0), axis=0)
+    col = np.asarray(col.detach().cpu().numpy() if ns.name == "torch" else col)
+    nz = np.flatnonzero(col)
+    return max(int(nz[-1]) + 1 if len(nz) else 1, 1)
+
+
+def reference(name: str = "pfn", **options: Any) -> OnnxTagger:
+    """A committed reference tagger by name ("pfn" or "hl"); ``options`` go to OnnxTagger."""
+    path = model_path(name)
+    if path.parent != MODELS_DIR:
+        known = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+        raise ModelError(f"no reference tagger named '{name}' in {MODELS_DIR} (known: {known})")
+    return OnnxTagger(path, **options)
