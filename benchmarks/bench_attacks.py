@@ -47,9 +47,9 @@ import numpy as np
 import torch
 import torchattacks
 
+from hepsafe import data as datasets
 from hepsafe.attacks import PGD, GradientOracle
 from hepsafe.attacks.base import constituent_classes
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import JetBatch
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.tagger.onnx import OnnxTagger, reference

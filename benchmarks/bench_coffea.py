@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hepsafe import data as datasets
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -40,7 +41,6 @@ from hepsafe.coffea import (
     Systematic,
     run_fileset,
 )
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import write_root
 from hepsafe.perturbation.shifts import ADVERSARY_MODEL, LearnedShift
 

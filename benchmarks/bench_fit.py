@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.exceptions import MirrorWarning
 from hepsafe.fit import mle as fits
 from hepsafe.fit import results as stats

@@ -36,7 +36,7 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.tagger.onnx import OnnxTagger, reference
 
 

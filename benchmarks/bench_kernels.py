@@ -37,7 +37,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation import _kernels as kernels
 from hepsafe.perturbation.envelope import Envelope

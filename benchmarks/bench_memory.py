@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.data.jets import JetBatch, num_entries, write_root
 from hepsafe.pipeline.config import DEFAULTS
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hepsafe import data as datasets
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -36,7 +37,6 @@ from hepsafe.coffea import (
     scale_samples,
     to_templates,
 )
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import write_root
 from hepsafe.fit import results as stats
 from hepsafe.fit import workspace as workspace

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
+from hepsafe import tagger
 from hepsafe.data.jets import JetBatch
 from hepsafe.fit import results as stats
 from hepsafe.fit import workspace as workspace
 from hepsafe.perturbation import variations as V
 from hepsafe.report.tables import markdown_table
-from hepsafe.tagger import onnx as tagger
 from hepsafe.templates import booking as T
 from hepsafe.templates import files as templates_io
 
@@ -84,7 +84,7 @@ def adversarial() -> dict[str, VariationFn]:
     from hepsafe.perturbation.envelope import Envelope
 
     pfn = _TAGGER.setdefault("pfn", tagger.reference("pfn"))
-    learned = LearnedAdversary.load(tagger.MODELS_DIR / "adversary_pfn.onnx", pfn)
+    learned = LearnedAdversary.load("adversary_pfn", pfn)
     pgd = PGD(pfn, Envelope.uniform(0.02), steps=10, seed=SEED)
     return {
         "learned": lambda j: (learned(j, "down").jets, None),

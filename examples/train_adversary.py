@@ -29,15 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from hepsafe import data as datasets
 from hepsafe import metrics
+from hepsafe import validation as validate
 from hepsafe._files import write_json
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
 from hepsafe.attacks.adversary.graph import rebuild_graph
-from hepsafe.attacks.adversary.training import default_gate_config
-from hepsafe.data import sample as datasets
+from hepsafe.attacks.adversary.network import default_gate_config
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation.envelope import Envelope
-from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, reference
-from hepsafe.validation import checks as validate
+from hepsafe.tagger.onnx import OnnxTagger, reference
 
 WP = 0.5
 

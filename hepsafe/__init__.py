@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from hepsafe.perturbation.perturber import Perturbation, Perturber, perturb
     from hepsafe.tagger.onnx import OnnxTagger
     from hepsafe.templates.booking import Templates
-    from hepsafe.validation.checks import GateConfig, GateReport, gate
+    from hepsafe.validation.checks import gate
+    from hepsafe.validation.config import GateConfig
+    from hepsafe.validation.report import GateReport
 
 __version__ = "0.1.0"
 

@@ -21,7 +21,7 @@ FORCE_HELP = ("replace an existing output directory, only one hepsafe wrote (it 
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from hepsafe.data import sample as datasets
+    from hepsafe import data as datasets
 
     datasets.check_generate_available()
     card = datasets.generate(
@@ -38,7 +38,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from hepsafe.data import sample as datasets
+    from hepsafe import data as datasets
 
     batch = datasets.load_sample(path=args.file)
     print(datasets.describe(batch))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.data.jets import JetBatch
 
 

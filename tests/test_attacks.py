@@ -15,7 +15,9 @@ import pytest
 import torch
 from onnx import helper
 
+from hepsafe import data as datasets
 from hepsafe import metrics
+from hepsafe import tagger as T
 from hepsafe._files import sha256sum
 from hepsafe.attacks import (
     FGSM,
@@ -31,14 +33,14 @@ from hepsafe.attacks.base import constituent_classes
 from hepsafe.attacks.greedy import CORRELATION_FEATURES, JSD_FEATURES
 from hepsafe.attacks.registry import attack_class
 from hepsafe.attacks.spsa import ScoreOracle, signal_logit_np
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, ConversionError
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturber
 from hepsafe.perturbation.variations import apply_variation
-from hepsafe.tagger import onnx as T
-from hepsafe.validation.checks import GateConfig, gate
+from hepsafe.tagger.torch import _score_torch
+from hepsafe.validation.checks import gate
+from hepsafe.validation.config import GateConfig
 
 torch.set_num_threads(1)
 
@@ -267,7 +269,7 @@ def test_signal_logit_np_matches_torch(activation: str) -> None:
         y = rng.normal(size=(50, 3)).astype(np.float32)
         if activation == "softmax":
             y = np.exp(y) / np.exp(y).sum(axis=1, keepdims=True)
-    want = T._score_torch(torch.as_tensor(y, dtype=torch.float64), out, "logit").numpy()
+    want = _score_torch(torch.as_tensor(y, dtype=torch.float64), out, "logit").numpy()
     np.testing.assert_allclose(signal_logit_np(y, out), want, rtol=1e-6, atol=1e-6)
 
 

@@ -21,6 +21,7 @@ from coffea import processor  # noqa: E402
 from coffea.nanoevents import BaseSchema, NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 from pfnano_helpers import puppi_batch  # noqa: E402
 
+from hepsafe import tagger
 from hepsafe.coffea import (  # noqa: E402
     AdversarialProcessor,
     AdversarialSystematics,
@@ -40,9 +41,9 @@ from hepsafe.data.jets import JetBatch, write_root  # noqa: E402
 from hepsafe.data.regions import Region  # noqa: E402
 from hepsafe.exceptions import ConfigError, InputError  # noqa: E402
 from hepsafe.fit import workspace as W  # noqa: E402
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation import variations as variations
 from hepsafe.perturbation.shifts import ADVERSARY_MODEL, LearnedShift  # noqa: E402
-from hepsafe.tagger import onnx as tagger
 from hepsafe.templates import booking as T  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Missing cross-reference")
@@ -465,7 +466,7 @@ def test_learned_adversary_is_chunk_invariant(jets: JetBatch) -> None:
         assert np.array_equal(reused.flat(f), whole.flat(f))
     assert np.array_equal(w.score_inputs(inputs), w.score(sub.parts))
     # a tagger whose inputs do not match (jet features only) is not reused, same result
-    hl = OnnxWrapper(tagger.MODELS_DIR / "hl.onnx")
+    hl = OnnxWrapper(MODELS_DIR / "hl.onnx")
     assert hl.constituent_input(shift.adversary.features, shift.adversary.n_max) is None
     assert np.array_equal(shift.vary(sub, hl, hl.inputs_of(sub.parts)).flat("pt"),
                           whole.flat("pt"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hepsafe.data import sample as datasets
+from hepsafe import data as datasets
 from hepsafe.data.jets import JetBatch, iter_root, num_entries, read_root, write_root
 from hepsafe.exceptions import InputError
 

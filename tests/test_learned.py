@@ -12,18 +12,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from hepsafe import data as datasets
 from hepsafe import metrics
+from hepsafe import validation as validate
 from hepsafe._files import sha256sum
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
 from hepsafe.attacks.adversary.graph import OUTPUT_NAME, adversary_inputs, rebuild_graph
-from hepsafe.attacks.adversary.training import default_gate_config
-from hepsafe.data import sample as datasets
+from hepsafe.attacks.adversary.network import default_gate_config
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope
 from hepsafe.perturbation.perturber import Perturber
-from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, reference
-from hepsafe.validation import checks as validate
+from hepsafe.tagger.onnx import OnnxTagger, reference
 
 torch.set_num_threads(1)
 

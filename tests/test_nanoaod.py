@@ -10,13 +10,13 @@ import uproot
 import yaml
 from pfnano_helpers import puppi_batch
 
+from hepsafe import tagger
 from hepsafe.data.nanoaod import branch_names, jets_from_arrays, read_pfnano, write_pfnano
 from hepsafe.data.regions import Region
 from hepsafe.exceptions import ConfigError, InputError
 from hepsafe.perturbation import variations as variations
 from hepsafe.perturbation.perturber import Perturber
 from hepsafe.pipeline import config as config
-from hepsafe.tagger import onnx as tagger
 
 
 @pytest.mark.parametrize("collection,per_event", [("FatJet", 3), ("Jet", 1)])

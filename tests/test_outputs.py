@@ -17,7 +17,7 @@ from hepsafe import _files as io
 from hepsafe import cli
 from hepsafe.data.jets import read_root, write_root
 from hepsafe.data.sample import SAMPLE_FILE
-from hepsafe.tagger.onnx import MODELS_DIR
+from hepsafe.models import MODELS_DIR
 from hepsafe.templates import booking as T
 from hepsafe.templates import files as templates_io
 

@@ -12,6 +12,7 @@ import pytest
 from hepsafe import metrics
 from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError, InputError, ModelError, OutputExistsError
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation import variations as V
 from hepsafe.pipeline import config as config
 from hepsafe.pipeline import runner as pipeline
@@ -133,7 +134,7 @@ def test_empty_input_file(tmp_path):
 
 
 def test_card_mismatch(tmp_path):
-    card = json.loads((config.MODELS_DIR / "pfn.json").read_text())
+    card = json.loads((MODELS_DIR / "pfn.json").read_text())
     card["inputs"][0]["name"] = "not_an_input"
     (tmp_path / "bad.json").write_text(json.dumps(card))
     cfg = small_config(tmp_path / "o")
@@ -143,7 +144,7 @@ def test_card_mismatch(tmp_path):
 
 
 def test_attack_seed_and_learned_options():
-    tagger = OnnxTagger(config.MODELS_DIR / "pfn.onnx")
+    tagger = OnnxTagger(MODELS_DIR / "pfn.onnx")
     entry = {"type": "spsa", "name": "s"}
     assert pipeline.make_attack(entry, tagger, None, 1).seed == 1  # the run's seed
     assert pipeline.make_attack({**entry, "seed": 5}, tagger, None, 1).seed == 5

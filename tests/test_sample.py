@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from hepsafe import _schemas as schemas
+from hepsafe import data as datasets
 from hepsafe._files import sha256sum
-from hepsafe.data import sample as datasets
 
 
 def test_class_counts(sample):

@@ -13,14 +13,16 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from hepsafe import data as datasets
 from hepsafe import metrics
 from hepsafe._files import sha256sum
 from hepsafe.cli import main
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
+from hepsafe.models import MODELS_DIR
 from hepsafe.tagger import train as T
-from hepsafe.tagger.onnx import MODELS_DIR, OnnxTagger, card_path, load_card, reference
+from hepsafe.tagger.card import card_path, load_card
+from hepsafe.tagger.onnx import OnnxTagger, reference
 
 torch.set_num_threads(1)
 

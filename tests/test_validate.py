@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from hepsafe import validation as validate
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.validation import checks as validate
-from hepsafe.validation.checks import GateConfig, GateReport, Limits
+from hepsafe.validation.config import GateConfig, Limits
+from hepsafe.validation.report import GateReport
 
 
 def stand_in_score(jets, logit_shift=0.0):

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hepsafe import tagger
 from hepsafe.attacks.registry import KINDS, make_attack
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation import variations as variations
 from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope, particle_classes
 from hepsafe.perturbation.variations import (
@@ -22,7 +24,6 @@ from hepsafe.perturbation.variations import (
     list_variations,
     tracking_loss,
 )
-from hepsafe.tagger import onnx as tagger
 
 RANDOM = ("smear_energy", "smear_angle", "tracking_loss")
 
@@ -248,7 +249,7 @@ def test_empty_jets_left_alone_by_the_learned_adversary(mixed):
     adv = LearnedAdversary.load("adversary_pfn", pfn)
     res = adv(mixed, "down")
     _left_alone(res.jets, mixed)
-    onnx_res = OnnxAdversary(tagger.MODELS_DIR / "adversary_pfn.onnx")(mixed, "down")
+    onnx_res = OnnxAdversary(MODELS_DIR / "adversary_pfn.onnx")(mixed, "down")
     _left_alone(onnx_res.jets, mixed)
     # the other jets keep their (here: the file's) pT and mass within the tolerances
     ok = ~np.isin(np.arange(len(mixed)), EMPTY) & ~res.flagged

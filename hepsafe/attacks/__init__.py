@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from hepsafe.attacks.adversary.graph import OnnxAdversary
-from hepsafe.attacks.adversary.training import LearnedAdversary, LearnedConfig
+from hepsafe.attacks.adversary.network import LearnedConfig
+from hepsafe.attacks.adversary.training import LearnedAdversary
 from hepsafe.attacks.base import Attack, AttackInfo, GradientOracle, padded_index, resolve_target
 from hepsafe.attacks.greedy import GreedySearch
 from hepsafe.attacks.pgd import FGSM, PGD

@@ -38,16 +38,9 @@ from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturbation, Perturber
 from hepsafe.tagger.onnx import OnnxTagger
-from hepsafe.validation.checks import (
-    CONSTITUENT_VARIABLES,
-    JET_VARIABLES,
-    GateConfig,
-    Observed,
-    control_variables,
-    correlation_matrix,
-    histogram,
-    js_distance,
-)
+from hepsafe.validation.config import CONSTITUENT_VARIABLES, JET_VARIABLES, GateConfig
+from hepsafe.validation.twosample import Observed, correlation_matrix, histogram, js_distance
+from hepsafe.validation.variables import control_variables
 
 #: features whose JSD (nominal vs perturbed) is capped
 JSD_FEATURES: tuple[str, ...] = ("jet_pt", "jet_mass", *CONSTITUENT_VARIABLES)

@@ -30,7 +30,8 @@ from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation import _kernels as kernels
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturber
-from hepsafe.tagger.onnx import OnnxTagger, OutputSpec
+from hepsafe.tagger.card import OutputSpec
+from hepsafe.tagger.onnx import OnnxTagger
 
 #: first random stream of SPSA's Rademacher draws (the physics variations use streams 1-4)
 STREAM_SPSA = 1 << 20

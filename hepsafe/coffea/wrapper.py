@@ -26,14 +26,10 @@ from coffea.ml_tools.helper import numpy_call_wrapper
 
 from hepsafe.coffea.inputs import is_pf_candidates, pf_constituents
 from hepsafe.exceptions import InputError, ModelError
-from hepsafe.tagger.onnx import (
-    MODELS_DIR,
-    OnnxTagger,
-    _proba_np,
-    card_path,
-    load_card,
-    run_fixed_batches,
-)
+from hepsafe.models import MODELS_DIR
+from hepsafe.tagger.card import card_path, load_card
+from hepsafe.tagger.onnx import OnnxTagger, run_fixed_batches
+from hepsafe.tagger.torch import _proba_np
 
 #: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
 PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")

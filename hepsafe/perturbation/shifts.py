@@ -33,6 +33,7 @@ import numpy as np
 
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
+from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturber
 from hepsafe.perturbation.variations import (
@@ -41,7 +42,7 @@ from hepsafe.perturbation.variations import (
     configured_sides,
     list_variations,
 )
-from hepsafe.tagger.onnx import MODELS_DIR, run_fixed_batches
+from hepsafe.tagger.onnx import run_fixed_batches
 from hepsafe.templates.booking import check_name
 
 if TYPE_CHECKING:

@@ -18,8 +18,7 @@ from hepsafe import _schemas as schemas
 from hepsafe.data.regions import Region
 from hepsafe.data.sample import DATA_DIR
 from hepsafe.exceptions import ConfigError
-from hepsafe.tagger.onnx import MODELS_DIR as MODELS_DIR  # the one definition, re-exported
-from hepsafe.tagger.onnx import model_path
+from hepsafe.models import model_path
 
 #: the tree read from each input file, per format (key 'tree' overrides it)
 TREES = {"hepsafe": "jets", "pfnano": "Events"}
@@ -159,7 +158,7 @@ def _check_variations_and_gate(cfg: dict[str, Any], source: str) -> None:
     from hepsafe.exceptions import TemplateError
     from hepsafe.perturbation.variations import configured_sides
     from hepsafe.templates.booking import check_name
-    from hepsafe.validation.checks import GateConfig
+    from hepsafe.validation.config import GateConfig
 
     if not cfg["variations"] and not cfg["attacks"]:
         raise ConfigError(f"{source}: keys 'variations' and 'attacks' are both empty: give at "

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from hepsafe import validation as validate
 from hepsafe._files import output_directory, sha256sum, write_json
 from hepsafe.data.jets import JetBatch
 from hepsafe.data.regions import Region
@@ -41,7 +42,6 @@ from hepsafe.tagger.onnx import OnnxTagger
 from hepsafe.templates import booking as T
 from hepsafe.templates import files as templates_io
 from hepsafe.templates import hygiene as hygiene
-from hepsafe.validation import checks as validate
 
 log = logging.getLogger("hepsafe.pipeline.runner")
 
@@ -169,7 +169,7 @@ def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, s
     env = Envelope.uniform(entry["epsilon"]) if "epsilon" in entry else envelope
     if entry["type"] == "learned":
         from hepsafe.attacks.adversary.training import LearnedAdversary
-        from hepsafe.tagger.onnx import model_path
+        from hepsafe.models import model_path
 
         unknown = sorted(set(entry) - {"type", "name", "epsilon", "target", "model", "seed"})
         if unknown:
@@ -195,7 +195,8 @@ def run_inputs(cfg: RunConfig) -> list[Path]:
     """Every input file of the run: the configuration file, the samples, the tagger and its
     card, the envelope file, the attacks' models and cards (the output directory may be none
     of them nor contain any)."""
-    from hepsafe.tagger.onnx import card_path, model_path
+    from hepsafe.models import model_path
+    from hepsafe.tagger.card import card_path
 
     paths: list[str | Path] = [cfg.source] if Path(cfg.source).is_file() else []
     paths += [f for s in cfg["samples"] for f in s["files"]]

@@ -8,28 +8,34 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hepsafe.tagger.features import (
-        CONSTITUENT_FEATURES,
-        JET_FEATURES,
-        PADDED_FIELDS,
-        Namespace,
-        as_namespace,
-        constituent_features,
-        jet_features,
-        namespace,
-        padded_constituents,
-    )
-    from hepsafe.tagger.onnx import (
+    from hepsafe.tagger.card import (
         CARD_FORMAT,
-        MODELS_DIR,
         InputSpec,
-        OnnxTagger,
         OutputSpec,
         card_path,
         check_graph,
         load_card,
-        model_path,
+    )
+    from hepsafe.tagger.features import (
+        CONSTITUENT_FEATURES,
+        JET_FEATURES,
+        PADDED_FIELDS,
+        Feature,
+        constituent_features,
+        jet_features,
+        padded_constituents,
+    )
+    from hepsafe.tagger.namespace import (
+        Namespace,
+        as_namespace,
+        namespace,
+    )
+    from hepsafe.tagger.onnx import (
+        OnnxTagger,
         reference,
+        run_fixed_batches,
+    )
+    from hepsafe.tagger.torch import (
         to_torch,
     )
     from hepsafe.tagger.train import (
@@ -43,40 +49,40 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "CARD_FORMAT": "onnx",
+    "CARD_FORMAT": "card",
     "CONSTITUENT_FEATURES": "features",
-    "InputSpec": "onnx",
+    "Feature": "features",
+    "InputSpec": "card",
     "JET_FEATURES": "features",
     "MODELS": "train",
-    "MODELS_DIR": "onnx",
-    "Namespace": "features",
+    "Namespace": "namespace",
     "OnnxTagger": "onnx",
-    "OutputSpec": "onnx",
+    "OutputSpec": "card",
     "PADDED_FIELDS": "features",
     "TrainConfig": "train",
     "TrainResult": "train",
-    "as_namespace": "features",
-    "card_path": "onnx",
-    "check_graph": "onnx",
+    "as_namespace": "namespace",
+    "card_path": "card",
+    "check_graph": "card",
     "constituent_features": "features",
     "default_config": "train",
     "jet_features": "features",
-    "load_card": "onnx",
-    "model_path": "onnx",
-    "namespace": "features",
+    "load_card": "card",
+    "namespace": "namespace",
     "padded_constituents": "features",
     "reference": "onnx",
-    "to_torch": "onnx",
+    "run_fixed_batches": "onnx",
+    "to_torch": "torch",
     "train": "train",
     "train_reference": "train",
 }
 __all__ = [
     "CARD_FORMAT",
     "CONSTITUENT_FEATURES",
+    "Feature",
     "InputSpec",
     "JET_FEATURES",
     "MODELS",
-    "MODELS_DIR",
     "Namespace",
     "OnnxTagger",
     "OutputSpec",
@@ -90,10 +96,10 @@ __all__ = [
     "default_config",
     "jet_features",
     "load_card",
-    "model_path",
     "namespace",
     "padded_constituents",
     "reference",
+    "run_fixed_batches",
     "to_torch",
     "train",
     "train_reference",

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from hepsafe import data as datasets
 from hepsafe._files import atomic_path, sha256sum, write_json
 from hepsafe._versions import package_versions
-from hepsafe.data import sample as datasets
 from hepsafe.data.jets import CLASS_NAMES, JetBatch
 from hepsafe.exceptions import ConfigError, ModelError
 from hepsafe.tagger import features as F

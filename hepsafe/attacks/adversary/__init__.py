@@ -4,6 +4,7 @@ torch-free application (``graph``)."""
 from __future__ import annotations
 
 from hepsafe.attacks.adversary.graph import OnnxAdversary
-from hepsafe.attacks.adversary.training import LearnedAdversary, LearnedConfig
+from hepsafe.attacks.adversary.network import LearnedConfig
+from hepsafe.attacks.adversary.training import LearnedAdversary
 
 __all__ = ["LearnedAdversary", "LearnedConfig", "OnnxAdversary"]

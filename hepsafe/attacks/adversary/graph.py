@@ -37,7 +37,8 @@ from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturbation, Perturber
 from hepsafe.tagger import features as F
-from hepsafe.tagger.onnx import OnnxTagger, card_path
+from hepsafe.tagger.card import card_path
+from hepsafe.tagger.onnx import OnnxTagger
 
 __all__ = [
     "CARD_FORMAT",
