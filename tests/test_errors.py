@@ -225,7 +225,7 @@ def test_readme_library_snippet_runs_from_any_directory(tmp_path, monkeypatch):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## The library in a few lines\n\n```python\n(.*?)```", text, re.S)
     code = block.group(1)
-    line = 'jets = hepsafe.data.sample.load_sample("test")'
+    line = 'jets = hepsafe.data.load_sample("test")'
     assert line in code and "LearnedAdversary.load(\"adversary_pfn\"" in code
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
