@@ -26,6 +26,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     datasets.check_generate_available()
     card = datasets.generate(
         args.output,
+        cfg=datasets.GenConfig(pythia=tuple(args.pythia_settings or ())),
         n_qcd=args.n_qcd,
         n_w=args.n_w,
         n_top=args.n_top,
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-top", type=int, default=5_000, help="top jets (default 5000)")
     g.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    g.add_argument("--set", dest="pythia_settings", action="append", metavar="SETTING",
+                   help="an extra Pythia setting for every process, e.g. "
+                        "'TimeShower:alphaSvalue = 0.120' (repeatable; recorded in the card)")
     g.add_argument(
         "--no-record-command", dest="record_command", action="store_false",
         help="do not write the command line into the dataset card",

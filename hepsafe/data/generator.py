@@ -39,6 +39,9 @@ class GenConfig:
     pthat_max: float = 800.0
     part_pt_min: float = 1.0
     block_jets: int = 250
+    #: extra Pythia settings applied to every process after its own ones, e.g.
+    #: ``("TimeShower:alphaSvalue = 0.120",)`` for an alternative final-state shower
+    pythia: tuple[str, ...] = ()
 
 
 PROCESS_SETTINGS: dict[str, list[str]] = {
@@ -279,6 +282,7 @@ def generate_block(process: str, seed: int, block: int, n_jets: int, cfg: GenCon
         "Next:numberCount = 0",
         "Print:quiet = on",
         *PROCESS_SETTINGS[process],
+        *cfg.pythia,
     ]:
         if not pythia.readString(s):
             raise ConfigError(f"Pythia rejected setting {s!r}")
@@ -373,6 +377,21 @@ def _run_block(args: tuple[str, int, int, int, GenConfig]) -> JetBatch:
     return generate_block(*args)
 
 
+def check_pythia_settings(settings: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming the first of ``settings`` that Pythia rejects (an
+    unknown key or a value out of range), before any event is generated."""
+    if not settings:
+        return
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    pythia.readString("Print:quiet = on")
+    for s in settings:
+        if "=" not in s or not pythia.readString(s):
+            raise ConfigError(f"option '--set': Pythia rejects {s!r} (expected 'Key:sub = value', "
+                              "a setting of the Pythia 8 manual)")
+
+
 def generate(
     output: str | os.PathLike[str],
     n_qcd: int = 10_000,
@@ -392,6 +411,7 @@ def generate(
     import multiprocessing as mp
 
     cfg = cfg or GenConfig()
+    check_pythia_settings(cfg.pythia)
     for name, n in (("n_qcd", n_qcd), ("n_w", n_w), ("n_top", n_top), ("workers", workers)):
         if n < (1 if name == "workers" else 0):
             raise ConfigError(f"generate: option '{name}' must be >= 0 (workers >= 1), got {n}")
@@ -415,6 +435,7 @@ def generate(
             "Boosted jets (anti-kT R=0.8, pT 500-700 GeV, |eta|<2) from Pythia8 pp collisions "
             "at 13 TeV with a parametric particle-flow detector response: QCD dijets, "
             "hadronic W (matched dR<0.6), hadronic top (matched dR<0.6)."
+            + (f" Alternative physics settings: {'; '.join(cfg.pythia)}." if cfg.pythia else "")
         ),
         "format": "hepsafe-jets/1 (docs/DATA.md, schemas/dataset.schema.json)",
         "file": out.name,
@@ -429,7 +450,7 @@ def generate(
             "processes": PROCESS_SETTINGS,
             "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "jets": "FastJet anti-kT, E-scheme, on particle-flow candidates",
-            "detector": "hepsafe.data.sample.detector_response (see its docstring)",
+            "detector": "hepsafe.data.generator.detector_response (see its docstring)",
             "event_numbering": "label * 1e9 + block * 1e5 + event index within block",
         },
         "split": {
