@@ -36,7 +36,9 @@ class _Asymptotics:
         self._q: dict[float, float] = {}
         self._qa: dict[float, float] = {}
 
-    def _qtilde(self, mu: float, data: np.ndarray, free: FitResult, cache: dict) -> float:
+    def _qtilde(
+        self, mu: float, data: np.ndarray, free: FitResult, cache: dict[float, float]
+    ) -> float:
         if mu not in cache:
             if free.mu > mu:
                 cache[mu] = 0.0

@@ -240,7 +240,7 @@ def impacts(
     Rows ``{"rank", "name", "up", "down", "size"}`` with ``size = max(|up|, |down|)``.
     """
     names = list(parameters) if parameters is not None else _scalar_constrained(model)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         theta, sigma = result.value(name), result.error(name)
         up = fit(model, data, {name: theta + sigma}).mu - result.mu

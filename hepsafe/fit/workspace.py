@@ -16,7 +16,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -318,7 +318,7 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
             mods += _systematic_modifiers(t, r, s, config, nom)
             samples.append({"name": s, "data": nom.tolist(), "modifiers": mods})
         channels.append({"name": r, "samples": samples})
-        obs = t.values(r, config.data_sample) if with_data else expected
+        obs = t.values(r, cast(str, config.data_sample)) if with_data else expected
         observations.append({"name": r, "data": obs.tolist()})
     parameters: list[dict[str, Any]] = [
         {"name": config.poi, "bounds": [list(config.poi_bounds)], "inits": [1.0]}
@@ -362,7 +362,7 @@ def validate_workspace(spec: Mapping[str, Any], what: str = "workspace") -> Any:
 
 def read_workspace(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a pyhf workspace JSON file."""
-    spec = read_json(path, WorkspaceError)
+    spec: dict[str, Any] = read_json(path, WorkspaceError)
     validate_workspace(spec, str(path))
     return spec
 
@@ -476,7 +476,7 @@ def apply_patch(
             ps = pyhf.PatchSet(dict(patch))
             key = name or ps.patches[0].name
             out = ps.apply(pyhf.Workspace(copy.deepcopy(dict(workspace))), key)
-            spec = json.loads(json.dumps(dict(out)))
+            spec: dict[str, Any] = json.loads(json.dumps(dict(out)))
         else:
             spec = jsonpatch.apply_patch(copy.deepcopy(dict(workspace)), list(patch))
     except WorkspaceError:

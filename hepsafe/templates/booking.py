@@ -18,7 +18,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boost_histogram as bh
 import hist
@@ -30,6 +30,9 @@ from hepsafe.report.tables import format_table
 NOMINAL = "nominal"
 UP, DOWN = "up", "down"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+#: a template histogram: ``Weight`` storage (sum of weights and of squared weights per bin)
+WeightHist = hist.Hist[bh.storage.Weight]
 
 
 # --------------------------------------------------------------------------- names
@@ -74,7 +77,7 @@ def new_hist(
     label: str | None,
     samples: Sequence[str] = (),
     variations: Sequence[str] = (NOMINAL,),
-) -> hist.Hist:
+) -> WeightHist:
     """An empty template histogram with the given sample and variation categories.
 
     ``edges`` (shape ``(n_bins + 1,)``) are taken as they are; :func:`book` checks them.
@@ -109,7 +112,7 @@ def book(
     edges: Sequence[float] | np.ndarray,
     observable: str = "observable",
     label: str | None = None,
-) -> hist.Hist:
+) -> WeightHist:
     """An empty template histogram: observable (bins ``edges``) x sample x variation.
 
     ``edges`` has shape ``(n_bins + 1,)`` in the observable's unit (GeV for a mass, none
@@ -119,13 +122,13 @@ def book(
 
 
 def fill(
-    h: hist.Hist,
+    h: WeightHist,
     values: np.ndarray,
     sample: str,
     variation: str = NOMINAL,
     weight: np.ndarray | float | None = None,
     clip: bool = False,
-) -> hist.Hist:
+) -> WeightHist:
     """A copy of ``h`` with ``values`` (shape ``(n,)``) added to cell (sample, variation).
 
     ``weight`` is a scalar or shape ``(n,)``; default 1. Values outside the edges are
@@ -165,12 +168,12 @@ class Templates:
     axes checked; use :func:`from_cells` to assemble templates from separate 1-d histograms.
     """
 
-    hists: Mapping[str, hist.Hist]
+    hists: Mapping[str, WeightHist]
 
     def __post_init__(self) -> None:
         if not self.hists:
             raise TemplateError("templates need at least one region")
-        out: dict[str, hist.Hist] = {}
+        out: dict[str, WeightHist] = {}
         for region, h in self.hists.items():
             check_name(region, "region")
             out[region] = _normalise_hist(region, h)
@@ -240,19 +243,19 @@ class Templates:
                 for v in self.variations(r, s):
                     yield r, s, v
 
-    def hist1d(self, region: str, sample: str, variation: str = NOMINAL) -> hist.Hist:
+    def hist1d(self, region: str, sample: str, variation: str = NOMINAL) -> WeightHist:
         """The 1-d histogram of one present cell (a copy)."""
         self._get(region, sample, variation)
-        return self._hist(region)[:, sample, variation].copy()
+        return cast(WeightHist, self._hist(region)[:, sample, variation]).copy()
 
     # ---------------------------------------------------------------- helpers
-    def _hist(self, region: str) -> hist.Hist:
+    def _hist(self, region: str) -> WeightHist:
         if region not in self.hists:
             raise TemplateError(f"no region {region!r} in the templates (have {self.regions})")
         return self.hists[region]
 
     @staticmethod
-    def _cell(h: hist.Hist, sample: str, variation: str) -> tuple[np.ndarray, np.ndarray]:
+    def _cell(h: WeightHist, sample: str, variation: str) -> tuple[np.ndarray, np.ndarray]:
         i = h.axes[1].index(sample)
         j = h.axes[2].index(variation)
         view = h.view(flow=False)
@@ -271,7 +274,7 @@ class Templates:
         return self._cell(self._hist(region), sample, variation)
 
 
-def _normalise_hist(region: str, h: hist.Hist) -> hist.Hist:
+def _normalise_hist(region: str, h: hist.Hist[Any]) -> WeightHist:
     """A fresh copy of ``h`` with a Variable observable axis, after checking its axes."""
     if not isinstance(h, hist.Hist) or h.ndim != 3:
         raise TemplateError(f"region {region!r}: expected a 3-d hist.Hist, got {type(h)}")
@@ -284,10 +287,10 @@ def _normalise_hist(region: str, h: hist.Hist) -> hist.Hist:
         raise TemplateError(f"region {region!r}: storage must be hist.storage.Weight")
     if not obs.traits.continuous:
         raise TemplateError(f"region {region!r}: axis 0 (observable) must be continuous")
-    view = h.view(flow=True)
+    view = cast(WeightHist, h).view(flow=True)
     flow = obs.traits.underflow, obs.traits.overflow
     if any(flow):
-        inner = view[int(flow[0]) : view.shape[0] - int(flow[1])]
+        inner = cast(bh.view.WeightedSumView, view[int(flow[0]) : view.shape[0] - int(flow[1])])
         lost = float(np.abs(view.value).sum() - np.abs(inner.value).sum())
         if lost != 0:
             raise TemplateError(
@@ -302,7 +305,7 @@ def _normalise_hist(region: str, h: hist.Hist) -> hist.Hist:
         split_variation(v)
     edges = check_edges(obs.edges, f"region {region!r}")
     out = new_hist(edges, str(obs.name or "observable"), str(obs.label), samples, variations)
-    src = h.view(flow=False)
+    src = cast(WeightHist, h).view(flow=False)
     dst = out.view(flow=False)
     n_s, n_v = len(samples), len(variations)
     dst.value[...] = np.asarray(src.value)[:, :n_s, :n_v]
@@ -334,15 +337,15 @@ def from_arrays(
         split_variation(variation)
         name = f"{region}_{sample}_{variation}"
         e = check_edges(edges, name)
-        v = np.asarray(values, dtype=np.float64)
+        val = np.asarray(values, dtype=np.float64)
         var = np.asarray(variances, dtype=np.float64)
-        if v.shape != (len(e) - 1,) or var.shape != v.shape:
+        if val.shape != (len(e) - 1,) or var.shape != val.shape:
             raise TemplateError(
-                f"{name}: values {v.shape} and variances {var.shape} must both have shape "
+                f"{name}: values {val.shape} and variances {var.shape} must both have shape "
                 f"({len(e) - 1},) for {len(e)} edges"
             )
-        regions.setdefault(region, {})[(sample, variation)] = (e, v, var)
-    hists: dict[str, hist.Hist] = {}
+        regions.setdefault(region, {})[(sample, variation)] = (e, val, var)
+    hists: dict[str, WeightHist] = {}
     for region, rc in regions.items():
         samples = list(dict.fromkeys(s for s, _ in rc))
         variations = [NOMINAL] + [v for v in dict.fromkeys(v for _, v in rc) if v != NOMINAL]
@@ -375,7 +378,7 @@ def from_arrays(
 
 
 def from_cells(
-    cells: Mapping[Cell, hist.Hist],
+    cells: Mapping[Cell, hist.Hist[Any]],
     observables: Mapping[str, tuple[str, str | None]] | None = None,
 ) -> Templates:
     """Templates from 1-d histograms ``{(region, sample, variation): hist.Hist}``.

@@ -97,6 +97,7 @@ def _variable_stats(var: str, a: Observed, b: Observed, edges: np.ndarray) -> Va
 
 def _check_config_names(config: GateConfig, present: Sequence[str]) -> None:
     known = set(present) | set(CONTROL_VARIABLES)
+    names: Sequence[str]
     for option, names in (
         ("overrides", list(config.overrides)),
         ("bins", list(config.bins)),
@@ -186,6 +187,13 @@ def compare(
     )
 
 
+def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """True when both weights are None (all 1) or equal arrays."""
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(a, b)
+
+
 def _correlation(cvars: list[str], obs: Mapping[str, Observed], which: str) -> np.ndarray:
     n = {v: len(obs[v].values) for v in cvars}
     if len(set(n.values())) != 1:
@@ -195,7 +203,7 @@ def _correlation(cvars: list[str], obs: Mapping[str, Observed], which: str) -> n
         )
     w0 = obs[cvars[0]].weights
     for v in cvars[1:]:
-        if not np.array_equal(obs[v].weights, w0):
+        if not _same_weights(obs[v].weights, w0):
             raise InputError(
                 f"correlation variables '{cvars[0]}' and '{v}' have different weights in the "
                 f"{which} sample; they must describe the same weighted jets"
