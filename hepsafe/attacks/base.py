@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from hepsafe.data.jets import JetBatch
+from hepsafe.data.layout import padded_index as padded_index  # re-exported
 from hepsafe.exceptions import ConfigError, InputError
 from hepsafe.perturbation.envelope import Envelope, particle_classes
 from hepsafe.perturbation.perturber import Perturbation, Perturber
@@ -49,30 +49,6 @@ def resolve_target(tagger: OnnxTagger, target: str) -> float:
             f"'{tagger.name}' (classes {classes})"
         )
     return 1.0 if target == tagger.output.signal else -1.0
-
-
-def padded_index(jets: JetBatch, n_max: int) -> np.ndarray:
-    """Flat constituent index of each padded slot, int64 ``(n_jets, n_max)``, -1 for padding.
-
-    Uses the ordering of :meth:`JetBatch.to_padded` (masked-out constituents dropped, then
-    decreasing pT, first ``n_max``), so slot ``[j, k]`` of ``tagger.padded(jets)`` is flat
-    constituent ``index[j, k]``.
-    """
-    offsets = jets.offsets
-    parts = jets.parts
-    flat_idx = ak.local_index(parts["pt"], axis=1) + ak.Array(offsets[:-1])
-    if "mask" in parts.fields:
-        keep = parts["mask"]
-        flat_idx = flat_idx[keep]
-        pt = parts["pt"][keep]
-    else:
-        pt = parts["pt"]
-    order = ak.argsort(pt, axis=1, ascending=False, stable=True)
-    flat_idx = flat_idx[order][:, :n_max]
-    counts = ak.to_numpy(ak.num(flat_idx, axis=1))
-    out = np.full((len(jets), n_max), -1, dtype=np.int64)
-    out[np.arange(n_max)[None, :] < counts[:, None]] = ak.to_numpy(ak.flatten(flat_idx))
-    return out
 
 
 def constituent_classes(jets: JetBatch) -> np.ndarray:

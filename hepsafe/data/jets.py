@@ -16,6 +16,7 @@ import awkward as ak
 import numpy as np
 
 from hepsafe._files import atomic_path, check_finite, open_tree, read_branch
+from hepsafe.data import layout
 from hepsafe.exceptions import InputError
 
 TREE = "jets"
@@ -212,20 +213,7 @@ class JetBatch:
         ordered by decreasing ``sort_by`` (None keeps file order) and the first ``n_max``
         kept. Masked-out constituents (field ``mask`` False) are dropped before padding.
         """
-        if n_max < 1:
-            raise InputError(f"to_padded: n_max must be >= 1, got {n_max}")
-        parts = self.parts
-        if "mask" in parts.fields:
-            parts = parts[parts["mask"]]
-        if sort_by is not None:
-            parts = parts[ak.argsort(parts[sort_by], axis=1, ascending=False, stable=True)]
-        parts = parts[:, :n_max]
-        counts = ak.to_numpy(ak.num(parts, axis=1))
-        mask = np.arange(n_max)[None, :] < counts[:, None]
-        x = np.zeros((len(self), n_max, len(fields)), dtype=dtype)
-        for i, name in enumerate(fields):
-            x[:, :, i][mask] = ak.to_numpy(ak.flatten(parts[name], axis=1))
-        return x, mask
+        return layout.to_padded(self, n_max, fields, sort_by, dtype)
 
 
 # ---------------------------------------------------------------------- ROOT I/O

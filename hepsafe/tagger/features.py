@@ -32,6 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from hepsafe.data import layout
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import InputError
 from hepsafe.tagger.namespace import Namespace, _nan_or_zero, _resolve, _safe_sqrt, _wrap
@@ -335,10 +336,8 @@ def padded_constituents(jets: JetBatch, n_max: int) -> dict[str, np.ndarray]:
 
     Returns float32 arrays ``pt, eta, phi, energy`` (and ``charge`` when the batch has it)
     of shape ``(n_jets, n_max)`` and a boolean ``mask`` of the same shape. Constituents
-    masked out in the batch (field ``mask`` False) are dropped; padding slots hold 0.
+    masked out in the batch (field ``mask`` False) are dropped; padding slots hold 0 (the
+    order of :mod:`hepsafe.data.layout`).
     """
     fields = [f for f in PADDED_FIELDS if f in jets.parts.fields]
-    x, mask = jets.to_padded(n_max, fields=fields, sort_by="pt", dtype=np.float32)
-    out = {f: np.ascontiguousarray(x[:, :, i]) for i, f in enumerate(fields)}
-    out["mask"] = mask
-    return out
+    return layout.padded_fields(jets, n_max, fields, sort_by="pt", dtype=np.float32)

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from hepsafe._files import atomic_path, read_json, sha256sum, write_json
-from hepsafe.attacks.base import Attack, constituent_classes, padded_index, resolve_target
+from hepsafe.attacks.base import Attack, constituent_classes, resolve_target
+from hepsafe.data import layout
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
 from hepsafe.perturbation.envelope import Envelope
@@ -67,7 +68,7 @@ DEFAULT_FEATURES = ("log_pt", "log_e", "log_ptrel", "log_erel", "deta", "dphi", 
 def slot_bounds(jets: JetBatch, envelope: Envelope, index: np.ndarray) -> np.ndarray:
     """Envelope bound per padded slot, float32 ``(n_jets, n_max, 3)``, 0 for padding.
 
-    ``index``: the slot -> flat constituent map of :func:`~hepsafe.attacks.base.padded_index`.
+    ``index``: the slot -> flat constituent map of :func:`~hepsafe.data.layout.padded_index`.
     """
     table = envelope.table().astype(np.float32)
     table = np.vstack([table, np.zeros((1, 3), dtype=np.float32)])  # last row: padding
@@ -105,7 +106,7 @@ def adversary_inputs(
             got = np.shape(padded[key]) if key in padded else "missing"
             raise InputError(f"adversary inputs: precomputed '{key}' has shape {got}, "
                              f"expected {shape}")
-    index = padded_index(jets, n_max)
+    index = layout.padded_index(jets, n_max)
     inputs = {
         "features": np.ascontiguousarray(padded["features"], dtype=np.float32),
         "mask": np.asarray(padded["mask"]).astype(np.float32, copy=False),
@@ -117,13 +118,10 @@ def adversary_inputs(
 def flat_delta(padded: np.ndarray, index: np.ndarray, n_constituents: int) -> np.ndarray:
     """Padded deltas ``(n, n_max, 3)`` back on the flat layout, float32 ``(n_constituents, 3)``.
 
-    Constituents without a slot (beyond the padding length, or masked out) get zero.
+    Constituents without a slot (beyond the padding length, or masked out) get zero
+    (:func:`hepsafe.data.layout.scatter`).
     """
-    out = np.zeros((n_constituents, 3), dtype=np.float32)
-    flat = index.ravel()
-    slots = np.flatnonzero(flat >= 0)
-    out[flat[slots]] = np.asarray(padded, dtype=np.float32).reshape(-1, 3)[slots]
-    return out
+    return layout.scatter(padded, index, n_constituents, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- the graph
