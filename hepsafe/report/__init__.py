@@ -1,4 +1,5 @@
-"""Report: presentation only (figures, markdown/HTML report, tables)."""
+"""Report: presentation only: figures (``plots``: drawing, ``ax=None`` in, the figure out;
+``figures``: the report's style and atomic PNG files), the markdown/HTML report, tables."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hepsafe.report.figures import (
+        CAPTIONS,
+        STYLE,
+        report_style,
+        save_figure,
+        write_figures,
+    )
     from hepsafe.report.markdown import (
         SUMMARY_COLUMNS,
         markdown,
@@ -14,11 +22,9 @@ if TYPE_CHECKING:
         write_reports,
     )
     from hepsafe.report.plots import (
-        CAPTIONS,
         COLORS,
         control,
         impacts,
-        make_all,
         roc,
         scores,
     )
@@ -29,35 +35,41 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "CAPTIONS": "plots",
+    "CAPTIONS": "figures",
     "COLORS": "plots",
+    "STYLE": "figures",
     "SUMMARY_COLUMNS": "markdown",
     "control": "plots",
     "format_table": "tables",
     "impacts": "plots",
-    "make_all": "plots",
     "markdown": "markdown",
     "markdown_table": "tables",
+    "report_style": "figures",
     "roc": "plots",
+    "save_figure": "figures",
     "scores": "plots",
     "summary_rows": "markdown",
     "summary_text": "markdown",
+    "write_figures": "figures",
     "write_reports": "markdown",
 }
 __all__ = [
     "CAPTIONS",
     "COLORS",
+    "STYLE",
     "SUMMARY_COLUMNS",
     "control",
     "format_table",
     "impacts",
-    "make_all",
     "markdown",
     "markdown_table",
+    "report_style",
     "roc",
+    "save_figure",
     "scores",
     "summary_rows",
     "summary_text",
+    "write_figures",
     "write_reports",
 ]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from hepsafe._files import write_text
 from hepsafe.data.regions import Region
-from hepsafe.report.plots import CAPTIONS
+from hepsafe.report.figures import CAPTIONS
 from hepsafe.report.tables import format_table, markdown_table
 
 SUMMARY_COLUMNS = [
@@ -170,8 +170,8 @@ def _md_to_html(md: str, out: Path) -> str:
         elif ln.startswith("![") and "](" in ln:
             alt = ln[2 : ln.index("](")]
             src = ln[ln.index("](") + 2 : -1]
-            data = base64.b64encode((out / src).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+            png = base64.b64encode((out / src).read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">')
         elif ln.startswith("*") and ln.endswith("*"):
             body.append(f"<p class='caption'>{inline(ln.strip('*'))}</p>")
         elif ln.strip():
