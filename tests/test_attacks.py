@@ -15,7 +15,6 @@ import pytest
 import torch
 from onnx import helper
 
-from hepsafe import data as datasets
 from hepsafe import metrics
 from hepsafe import tagger as T
 from hepsafe._files import sha256sum
@@ -42,8 +41,6 @@ from hepsafe.tagger.torch import _score_torch
 from hepsafe.validation.checks import gate
 from hepsafe.validation.config import GateConfig
 
-torch.set_num_threads(1)
-
 EPS = 0.02
 #: an envelope with per-class bounds, to check the clipping per class
 CLASS_ENVELOPE = Envelope(pt=0.02, eta=0.01, phi=0.03,
@@ -58,11 +55,6 @@ FAST = {  # small settings per attack kind: the tests check behaviour, not stren
 
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def test_split() -> JetBatch:
-    return datasets.load_sample("test")
-
-
-@pytest.fixture(scope="module")
 def w_jets(test_split: JetBatch) -> JetBatch:
     """250 W (signal) jets of the test split."""
     return test_split[test_split.label == 1][:250]
@@ -72,11 +64,6 @@ def w_jets(test_split: JetBatch) -> JetBatch:
 def few(test_split: JetBatch) -> JetBatch:
     """60 jets of all classes."""
     return test_split[::120][:60]
-
-
-@pytest.fixture(scope="module")
-def pfn() -> T.OnnxTagger:
-    return T.reference("pfn", providers="cpu", intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +183,8 @@ def test_greedy_keeps_distributions_within_caps_and_lowers_the_score(
         assert report.stats(var).jsd <= attack.jsd_max, var
     assert report.correlation_variables == CORRELATION_FEATURES
     assert report.check("correlation", "corr_frobenius").value <= attack.corr_max
-    (batch,) = attack.last_info.details["batches"]  # type: ignore[union-attr]
+    assert res.info is not None and (res.info.name, res.info.target) == ("greedy", "down")
+    (batch,) = res.info.details["batches"]
     assert batch["accepted"] >= 1 and batch["objective_after"] > batch["objective_before"]
 
 
@@ -206,7 +194,8 @@ def test_greedy_caps_bind(pfn: T.OnnxTagger, test_split: JetBatch) -> None:
     attack = GreedySearch(pfn, Envelope.uniform(EPS), steps=1, jsd_max=0.0, corr_max=0.0,
                           max_halvings=2)
     res = attack(jets, "down")
-    (batch,) = attack.last_info.details["batches"]  # type: ignore[union-attr]
+    assert res.info is not None
+    (batch,) = res.info.details["batches"]
     assert batch["accepted"] == 0 and batch["proposals"] == 9
     assert np.all(res.delta_applied == 0)
 
@@ -394,9 +383,8 @@ def test_inputs_are_not_modified(pfn: T.OnnxTagger, few: JetBatch) -> None:
     assert "mask" not in few.parts.fields
 
 
-def test_hl_tagger_is_attacked_too(few: JetBatch) -> None:
+def test_hl_tagger_is_attacked_too(hl: T.OnnxTagger, few: JetBatch) -> None:
     """Jet-level taggers go through the same padded path (gradient and black box)."""
-    hl = T.reference("hl", providers="cpu", intra_op_threads=1)
     jets = few[few.label == 1]
     s0 = hl.predict(jets).mean()
     for kind in ("pgd", "spsa"):
@@ -417,4 +405,7 @@ def test_physics_ignores_the_target(pfn: T.OnnxTagger, few: JetBatch) -> None:
     a = PhysicsVariation(pfn, variation="smear_energy", seed=2)
     up, down = a(few, "up"), a(few, "QCD")
     assert np.array_equal(up.jets.flat("pt"), down.jets.flat("pt"))
-    assert a.last_info is not None and a.last_info.details["variation"] == "smear_energy"
+    assert up.info is not None and down.info is not None
+    assert (up.info.name, up.info.target, down.info.target) == ("physics:smear_energy", "up",
+                                                                "QCD")
+    assert up.info.details == {"variation": "smear_energy", "options": {}, "seed": 2}

@@ -14,7 +14,6 @@ import yaml
 
 from hepsafe import _files as io
 from hepsafe import cli
-from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import FitError, MirrorWarning, ModelError
 from hepsafe.fit import workspace as W
 from hepsafe.models import MODELS_DIR, model_path
@@ -58,21 +57,10 @@ def stderr_line(capsys, prefix: str, *words: str) -> str:
 
 # ------------------------------------------------------------------ fit problems in a run
 @pytest.fixture(scope="module")
-def hundred_bins(tmp_path_factory):
+def hundred_bins(tmp_path_factory, run_doc):
     """A small run with 100 score bins: some bins hold no background jet."""
     d = tmp_path_factory.mktemp("bins")
-    doc = {
-        "samples": [
-            {"name": "W", "role": "signal", "files": [str(SAMPLE_FILE)], "label": 1,
-             "max_jets": 300, "scale": 0.05},
-            {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)], "label": 0,
-             "max_jets": 300},
-        ],
-        "tagger": {"model": "pfn"},
-        "variations": [{"type": "scale_all", "name": "escale"}],
-        "observable": {"bins": 100},
-        "output": str(d / "out"),
-    }
+    doc = run_doc(max_jets=300, scale=0.05, observable={"bins": 100}, output=str(d / "out"))
     (d / "run.yaml").write_text(yaml.safe_dump(doc))
     return d
 

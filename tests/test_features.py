@@ -14,8 +14,6 @@ from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import InputError
 from hepsafe.tagger import features as F
 
-torch.set_num_threads(1)
-
 CONST = list(F.CONSTITUENT_FEATURES)
 JET = list(F.JET_FEATURES)
 

@@ -245,11 +245,6 @@ def test_edge_batches():
 
 
 # ---------------------------------------------------------------------- the real sample
-@pytest.fixture(scope="module")
-def part(sample) -> JetBatch:
-    return sample[::5]
-
-
 def test_sample_random_and_corner_deltas(part):
     """Restoration works on real jets: few flags for random and for box-corner deltas."""
     p = Perturber(part, Envelope())

@@ -26,19 +26,12 @@ from hepsafe.perturbation.envelope import PARTICLE_CLASSES, Envelope
 from hepsafe.perturbation.perturber import Perturber
 from hepsafe.tagger.onnx import OnnxTagger, reference
 
-torch.set_num_threads(1)
-
 REFERENCE = MODELS_DIR / "adversary_pfn.onnx"
 #: an earlier reference adversary (earlier graph layout, trained against an earlier PFN)
 OLD_LAYOUT = Path(__file__).parent / "data" / "adversary_pfn_old_layout.onnx"
 TINY = dict(epochs=4, threads=1, phi_sizes=(16,), head_sizes=(16,), lr=1e-2, batch_size=32,
             lambda_cls=1.0, lambda_pt=10.0, lambda_mass=10.0, stop_on_gate=False)
 TINY_ENVELOPE = Envelope.uniform(0.05)
-
-
-@pytest.fixture(scope="module")
-def pfn() -> OnnxTagger:
-    return reference("pfn", providers="cpu", intra_op_threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -46,23 +46,17 @@ def fit_args(templates: Path, out: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def run_config(folder: Path, root: Path, max_jets: int = 200, **extra) -> Path:
-    """A small run configuration in ``folder`` reading ``root``."""
-    doc = {
-        "samples": [
-            {"name": "W", "role": "signal", "files": [str(root)], "label": 1,
-             "max_jets": max_jets},
-            {"name": "QCD", "role": "background", "files": [str(root)], "label": 0,
-             "max_jets": max_jets},
-        ],
-        "tagger": {"model": "pfn"},
-        "variations": [{"type": "scale_all", "name": "escale"}],
-        "output": "out",
-        **extra,
-    }
-    path = folder / "cfg.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+@pytest.fixture
+def run_config(run_doc):
+    """``run_config(folder, root, max_jets=200, **extra)``: a small run configuration
+    ``folder/cfg.yaml`` reading ``root``."""
+
+    def write(folder: Path, root: Path, max_jets: int = 200, **extra) -> Path:
+        path = folder / "cfg.yaml"
+        path.write_text(yaml.safe_dump(run_doc([root], max_jets=max_jets, **extra)))
+        return path
+
+    return write
 
 
 def one_line_error(capsys, *words: str) -> str:
@@ -75,7 +69,7 @@ def one_line_error(capsys, *words: str) -> str:
 
 
 # ------------------------------------------------------------------ the data-loss case
-def test_force_never_replaces_a_users_directory(tmp_path, monkeypatch, capsys):
+def test_force_never_replaces_a_users_directory(tmp_path, monkeypatch, capsys, run_config):
     """A directory holding a config, a ROOT file and an unrelated file survives
     ``-o . --force`` (from inside) and ``-o DIR --force`` byte for byte."""
     d = tmp_path / "analysis"
@@ -104,7 +98,7 @@ def test_force_never_replaces_a_users_directory(tmp_path, monkeypatch, capsys):
 
 
 def test_output_must_not_contain_an_input_or_the_working_directory(tmp_path, monkeypatch,
-                                                                   capsys):
+                                                                   capsys, run_config):
     """The shipped models' folder (the tagger), an input file itself, and a folder above the
     working directory are refused, with or without --force."""
     (tmp_path / "cfgs").mkdir()
@@ -120,7 +114,7 @@ def test_output_must_not_contain_an_input_or_the_working_directory(tmp_path, mon
     assert sorted(os.listdir(tmp_path)) == ["cfgs", "work"]
 
 
-def test_bad_output_parent_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_bad_output_parent_is_a_one_line_error(tmp_path, monkeypatch, capsys, run_config):
     """-o under a file, under /proc, or onto a file: one line, exit 2, before any work (the
     sample is not a ROOT file: reading it would fail differently)."""
     (tmp_path / "broken.root").write_bytes(b"not a ROOT file")
@@ -169,7 +163,7 @@ def test_marker_and_force_rules(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ lock and killed runs
-def test_lock_and_killed_run(tmp_path, capsys):
+def test_lock_and_killed_run(tmp_path, capsys, run_config):
     """A second run into a directory being written fails at once naming the holder's pid; a
     killed run leaves the previous output intact; the next run takes over its lock and
     removes its temporary directory."""

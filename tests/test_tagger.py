@@ -17,30 +17,11 @@ from hepsafe import data as datasets
 from hepsafe import metrics
 from hepsafe._files import sha256sum
 from hepsafe.cli import main
-from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
 from hepsafe.models import MODELS_DIR
 from hepsafe.tagger import train as T
 from hepsafe.tagger.card import card_path, load_card
 from hepsafe.tagger.onnx import OnnxTagger, reference
-
-torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def pfn() -> OnnxTagger:
-    return reference("pfn", providers="cpu", intra_op_threads=1)
-
-
-@pytest.fixture(scope="module")
-def hl() -> OnnxTagger:
-    return reference("hl", providers="cpu", intra_op_threads=1)
-
-
-@pytest.fixture(scope="module")
-def wq_test(sample: JetBatch) -> JetBatch:
-    test = sample[datasets.is_test(sample.event)]
-    return test[test.label <= 1]
 
 
 # --------------------------------------------------------------------------- committed models

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hepsafe import tagger
 from hepsafe.attacks.registry import KINDS, make_attack
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
@@ -33,11 +32,6 @@ def _bytes(jets: JetBatch) -> dict[str, bytes]:
     for f in jets.parts.fields:
         out[f] = ak.to_numpy(ak.flatten(jets.parts[f], axis=1)).tobytes()
     return out
-
-
-@pytest.fixture(scope="module")
-def part(sample) -> JetBatch:
-    return sample[::5]
 
 
 def test_registry_names():
@@ -228,8 +222,7 @@ def test_empty_jets_left_alone_by_every_variation(mixed):
     ("fgsm", {}), ("pgd", {"steps": 2}), ("spsa", {"steps": 2, "samples": 2}),
     ("greedy", {"steps": 2}), ("physics:smear_energy", {}),
 ])
-def test_empty_jets_left_alone_by_every_attack(mixed, kind, options):
-    pfn = tagger.reference("pfn", providers="cpu", intra_op_threads=1)
+def test_empty_jets_left_alone_by_every_attack(mixed, pfn, kind, options):
     res = make_attack(kind, pfn, Envelope(), **options)(mixed, "down")
     _left_alone(res.jets, mixed)
     assert not res.flagged[EMPTY].any()
@@ -241,11 +234,10 @@ def test_attack_kinds_all_covered():
     assert set(KINDS) - covered == {"learned"}  # learned: its own test below
 
 
-def test_empty_jets_left_alone_by_the_learned_adversary(mixed):
+def test_empty_jets_left_alone_by_the_learned_adversary(mixed, pfn):
     from hepsafe.attacks.adversary.graph import OnnxAdversary
     from hepsafe.attacks.adversary.training import LearnedAdversary
 
-    pfn = tagger.reference("pfn", providers="cpu", intra_op_threads=1)
     adv = LearnedAdversary.load("adversary_pfn", pfn)
     res = adv(mixed, "down")
     _left_alone(res.jets, mixed)
