@@ -155,7 +155,18 @@ def roc_auc(
     weights_sig: Any = None,
     weights_bkg: Any = None,
 ) -> float:
-    """Weighted ROC AUC: P(score_sig > score_bkg) + P(score_sig == score_bkg) / 2, in [0, 1]."""
+    """Weighted ROC AUC: P(score_sig > score_bkg) + P(score_sig == score_bkg) / 2, in [0, 1].
+
+    Scores and weights of each class have shape ``(n,)`` (weights default to 1).
+
+    Examples
+    --------
+    >>> from hepsafe import metrics
+    >>> metrics.roc_auc([0.9, 0.8, 0.4], [0.1, 0.5, 0.4])  # 7.5 of 9 pairs: a tie counts 1/2
+    0.8333...
+    >>> metrics.roc_auc([1.0, 2.0], [0.5, 3.0], weights_bkg=[3.0, 1.0])
+    0.75
+    """
     return roc_curve(scores_sig, scores_bkg, weights_sig, weights_bkg).auc()
 
 

@@ -66,6 +66,20 @@ class Envelope:
       covers float32 rounding of nearly massless jets).
     - ``min_pt``: a kept constituent whose perturbed pT [GeV] falls below this is masked
       (default 0: never).
+
+    Examples
+    --------
+    >>> from hepsafe import Envelope
+    >>> env = Envelope(pt=0.01, classes={"photon": {"pt": 0.03}})
+    >>> env.bound("photon", "pt"), env.bound("charged_hadron", "pt"), env.bound("photon", "eta")
+    (0.03, 0.01, 0.02)
+    >>> env.table()  # one row per particle class, columns pt, eta, phi
+    array([[0.01, 0.02, 0.02],
+           [0.01, 0.02, 0.02],
+           [0.03, 0.02, 0.02],
+           [0.01, 0.02, 0.02]])
+    >>> Envelope.uniform(0.005).phi, env.scaled(2.0).bound("photon", "pt")
+    (0.005, 0.06)
     """
 
     pt: float = 0.02

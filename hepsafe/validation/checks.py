@@ -226,6 +226,20 @@ def gate(
     ``nominal_scores``/``perturbed_scores`` are the tagger scores per jet, shape
     ``(n_jets,)``, of each batch (both or neither). ``select`` picks the control sample: a
     boolean mask over jets applied to both batches (same size), or a pair of masks.
+
+    Examples
+    --------
+    >>> import hepsafe
+    >>> from hepsafe.perturbation.variations import apply_variation
+    >>> jets = hepsafe.data.load_sample("test")
+    >>> qcd = jets[jets.label == 0][:2000]
+    >>> hepsafe.gate(qcd, qcd).passed
+    True
+    >>> report = hepsafe.gate(qcd, apply_variation("scale_all_up", qcd))  # pT x 1.02
+    >>> report.passed, report.failed
+    (False, ['jet_pt:ks'])
+    >>> print(f"{report.stats('jet_pt').ks:.2f}")
+    0.10
     """
     if (nominal_scores is None) != (perturbed_scores is None):
         raise ConfigError("give both 'nominal_scores' and 'perturbed_scores', or neither")
