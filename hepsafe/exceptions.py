@@ -1,9 +1,17 @@
-"""All exceptions hepsafe raises on purpose, in one place.
+"""All exceptions and warnings hepsafe raises on purpose, in one place.
 
 Every message names the file, branch, field or option at fault and what was expected.
+The modules that raise them import them from here (and re-export the ones they always
+offered: :class:`~hepsafe.pipeline.FitFailed`, :class:`~hepsafe.pipeline.GateFailed`,
+:class:`~hepsafe.attacks.AttackFallbackWarning`, :class:`~hepsafe.coffea.run.SkippedFilesWarning`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hepsafe.pipeline import RunResult
 
 
 class HepsafeError(Exception):
@@ -59,6 +67,24 @@ class FitError(HepsafeError, ValueError):
     variation, a fit that does not converge); the message names the remedy."""
 
 
+class FitFailed(FitError):
+    """Raised by :func:`hepsafe.pipeline.run` after the output directory is written when the
+    fit could not be done; carries the result (``fit`` empty)."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class GateFailed(Exception):
+    """Raised by :func:`hepsafe.pipeline.run` with ``strict_gate`` when a gate failed;
+    carries the result."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class TemplateWarning(UserWarning):
     """Templates were changed to make them usable (negative yields clipped, ...)."""
 
@@ -66,3 +92,11 @@ class TemplateWarning(UserWarning):
 class MirrorWarning(TemplateWarning):
     """A one-sided variation was mirrored to give its missing side (names sample and
     variation)."""
+
+
+class AttackFallbackWarning(UserWarning):
+    """A gradient attack was replaced by SPSA because the graph cannot be converted to torch."""
+
+
+class SkippedFilesWarning(UserWarning):
+    """Files (or parts of files) of a fileset were skipped (``skipbadfiles=True``)."""

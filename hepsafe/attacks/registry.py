@@ -27,7 +27,7 @@ from hepsafe.attacks.greedy import GreedySearch
 from hepsafe.attacks.pgd import FGSM, PGD
 from hepsafe.attacks.physics import PhysicsVariation
 from hepsafe.attacks.spsa import SPSA
-from hepsafe.exceptions import ConfigError, ConversionError
+from hepsafe.exceptions import AttackFallbackWarning, ConfigError, ConversionError
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.tagger.onnx import OnnxTagger
 
@@ -37,10 +37,6 @@ GRADIENT_KINDS: tuple[str, ...] = ("fgsm", "pgd", "greedy")
 KINDS: tuple[str, ...] = ("fgsm", "pgd", "spsa", "greedy", "learned")
 #: options that carry over to SPSA when a gradient attack falls back to it
 _SPSA_OPTIONS = ("steps", "preserve", "batch_size", "seed", "samples", "c", "lr")
-
-
-class AttackFallbackWarning(UserWarning):
-    """A gradient attack was replaced by SPSA because the graph cannot be converted to torch."""
 
 
 def _learned() -> type[Attack]:

@@ -24,16 +24,12 @@ from coffea import processor
 from coffea.nanoevents import BaseSchema
 from coffea.processor.executor import ExecutorBase
 
-from hepsafe.exceptions import ConfigError, InputError
+from hepsafe.exceptions import ConfigError, InputError, SkippedFilesWarning
 
 EXECUTORS = ("iterative", "futures", "dask")
 #: exceptions that mark a file as bad (unreadable, corrupt, truncated, wrong tree or branches)
 BAD_FILE_EXCEPTIONS: tuple[type[BaseException], ...] = (
     OSError, ValueError, KeyError, zlib.error, uproot.deserialization.DeserializationError)
-
-
-class SkippedFilesWarning(UserWarning):
-    """Files (or parts of files) of a fileset were skipped (``skipbadfiles=True``)."""
 
 
 @dataclass

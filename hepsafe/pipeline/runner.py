@@ -28,6 +28,8 @@ from hepsafe.data.regions import Region
 from hepsafe.exceptions import (
     ConfigError,
     FitError,
+    FitFailed,
+    GateFailed,
     MirrorWarning,
     TemplateError,
     WorkspaceError,
@@ -414,23 +416,6 @@ def fit_run(
             return stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True), ""
     except (FitError, TemplateError, WorkspaceError) as exc:
         return None, str(exc)
-
-
-class FitFailed(FitError):
-    """Raised by :func:`run` after the output directory is written when the fit could not
-    be done; carries the result (``fit`` empty)."""
-
-    def __init__(self, message: str, result: RunResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class GateFailed(Exception):
-    """Raised by :func:`run` with ``strict_gate`` when a gate failed; carries the result."""
-
-    def __init__(self, message: str, result: RunResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 def make_provenance(
