@@ -12,9 +12,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hepsafe.exceptions import FitError, HepsafeError
+
+if TYPE_CHECKING:
+    from hepsafe.pipeline.config import RunConfig
 
 FORCE_HELP = ("replace an existing output directory, only one hepsafe wrote (it carries "
               "the .hepsafe-output marker and nothing else)")
@@ -46,7 +49,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_config(cfg: object, args: argparse.Namespace) -> int:
+def _run_config(cfg: RunConfig, args: argparse.Namespace) -> int:
     import logging
 
     from hepsafe.pipeline import runner as pipeline
@@ -75,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     if args.output:
-        cfg.raw["output"] = str(config.Path(args.output).resolve())
+        cfg = cfg.with_output(Path(args.output).resolve())
     return _run_config(cfg, args)
 
 
@@ -83,8 +86,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from hepsafe.pipeline import config as config
 
     cfg = config.load(config.DEMO_CONFIG)
-    cfg.raw["output"] = str(config.Path(args.output).resolve())
-    return _run_config(cfg, args)
+    return _run_config(cfg.with_output(Path(args.output).resolve()), args)
 
 
 def _add_run_options(p: argparse.ArgumentParser, default_output: str | None) -> None:

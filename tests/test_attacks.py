@@ -335,6 +335,27 @@ def test_factory_learned_is_lazy(pfn: T.OnnxTagger, monkeypatch: pytest.MonkeyPa
         make_attack("learned", pfn)
 
 
+def test_factory_loads_the_learned_adversary(pfn: T.OnnxTagger, hl: T.OnnxTagger,
+                                             w_jets: JetBatch) -> None:
+    """"learned" is a trained network: the shipped one for the shipped PFN (by default or by
+    name), in the envelope it was trained in unless one is given; other taggers name one."""
+    from hepsafe.attacks.adversary.training import LearnedAdversary
+
+    direct = LearnedAdversary.load("adversary_pfn", pfn)
+    default = make_attack("learned", pfn)
+    named = make_attack("learned", pfn, Envelope.uniform(0.01), model="adversary_pfn")
+    assert isinstance(default, LearnedAdversary) and default.direction == -1.0
+    assert default.envelope == direct.envelope and named.envelope == Envelope.uniform(0.01)
+    res = default(w_jets, "down")
+    assert res.info is not None and (res.info.name, res.info.target) == ("learned", "down")
+    np.testing.assert_array_equal(res.jets.flat("pt"), direct(w_jets, "down").jets.flat("pt"))
+    assert pfn.predict(res.jets).mean() < pfn.predict(w_jets).mean()
+    with pytest.raises(ConfigError, match="attack 'learned' needs option 'model'"):
+        make_attack("learned", hl)
+    with pytest.raises(ConfigError, match=r"attack 'learned': unknown option\(s\) \['steps'\]"):
+        make_attack("learned", pfn, steps=3)
+
+
 # ---------------------------------------------------------------------------- bad input
 ALL_KINDS = ["fgsm", "pgd", "spsa", "greedy", "physics:smear_angle"]
 

@@ -271,6 +271,40 @@ def test_physics_systematic_as_in_a_run_configuration(jets: JetBatch) -> None:
         physics_systematic("t", "tracking_loss", sigma=0.1)
 
 
+def test_run_configuration_systematics_in_the_step(jets: JetBatch, tmp_path: Path) -> None:
+    """The systematics a run configuration builds are the step's: the same shifts and the
+    same varied jets as in ``hepsafe run``; an attack shift is built by the factory once per
+    tagger (wrapper or not), says what the attack did, and pickles without it."""
+    from hepsafe.data.sample import SAMPLE_FILE
+    from hepsafe.perturbation.shifts import AttackShift, apply_shift
+    from hepsafe.pipeline import config
+
+    doc = {"samples": [{"name": "W", "role": "signal", "files": [str(SAMPLE_FILE)]},
+                       {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)]}],
+           "tagger": {"model": "pfn"}, "seed": 5, "output": str(tmp_path / "o"),
+           "variations": [{"type": "scale_all", "name": "escale", "shift": 0.03}],
+           "attacks": [{"type": "spsa", "name": "black", "steps": 1, "samples": 2}]}
+    cfg = config.from_dict(doc, "run.yaml")
+    sub, w = jets[:200], OnnxWrapper()
+    values = AdversarialSystematics(w, cfg.systematics).evaluate(sub)
+    assert set(values) == {"nominal", "escale_up", "escale_down", "black_up"}
+    down = variations.apply_variation("scale_all_down", sub, seed=5, shift=-0.03)
+    assert np.array_equal(values["escale_down"]["pt"], down.pt.astype(np.float32))
+    black = cfg.systematics[1].up
+    assert isinstance(black, AttackShift) and black.attack_for(w) is black.attack_for(w.tagger)
+    shifted = apply_shift(black, sub, w)
+    assert shifted.info is not None and shifted.info.name == "spsa"
+    assert shifted.info.details["seed"] == 5 and shifted.info.details["steps"] == 1
+    assert np.array_equal(values["black_up"]["pt"], shifted.jets.pt.astype(np.float32))
+    assert not np.array_equal(shifted.jets.flat("pt"), sub.flat("pt"))
+    copy = pickle.loads(pickle.dumps(black))
+    assert copy == black and copy._built is None
+    with pytest.raises(ConfigError, match="option 'attack'.*'cw'"):
+        AttackShift("cw")
+    with pytest.raises(ConfigError, match="'kind' must be one of"):
+        Systematic("x", black, kind="adversarial")
+
+
 def test_futures_executor_bit_identical(files, proc, reference) -> None:
     executor = processor.FuturesExecutor(workers=2, status=False, retries=0)
     assert _cells(_run(files, proc, executor, chunksize=1000)) == reference

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hepsafe.data.regions import Region
 from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError
+from hepsafe.fit.workspace import WorkspaceConfig
+from hepsafe.models import MODELS_DIR
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.shifts import AttackShift, PhysicsShift
 from hepsafe.pipeline import config as config
+from hepsafe.validation.config import GateConfig
 
 GOOD = {
     "samples": [
@@ -194,3 +200,60 @@ def test_region_demo_example_loads():
     cfg = config.load(Path(__file__).resolve().parent.parent / "examples" / "region_demo.yaml")
     assert cfg["region"] == {"jet_mass": [55.0, 105.0]}
     assert Path(cfg["samples"][0]["files"][0]).resolve() == SAMPLE_FILE.resolve()
+
+
+def test_typed_parts_are_built_at_load(tmp_path, monkeypatch):
+    """The loader builds every typed part once: tagger, samples, read options, region, gate,
+    binning, working point, fit and the systematics (physics variations with their sides,
+    attacks with their envelope, seed and options), and each systematic's key."""
+    monkeypatch.chdir(tmp_path)
+    doc = {**GOOD, "seed": 7, "region": {"jet_mass": [55, 105]},
+           "gate": {"corr_frobenius_max": 0.05}, "observable": {"bins": 4, "range": [0, 1]},
+           "working_point": {"signal_efficiency": 0.3}, "fit": {"lumi_uncertainty": 0.02},
+           "variations": [{"type": "scale_all", "name": "escale", "shift": 0.03},
+                          {"type": "smear_energy", "name": "smear", "sigma": 0.05}],
+           "attacks": [{"type": "pgd", "epsilon": 0.01, "steps": 3, "target": "up"},
+                       {"type": "spsa", "name": "black", "seed": 4},
+                       {"type": "learned"}]}
+    cfg = config.load(_write(tmp_path, doc))
+    assert cfg.tagger == config.TaggerSpec(MODELS_DIR / "pfn.onnx", None, "auto", None)
+    assert cfg.samples[1] == config.SampleSpec("QCD", "background", (str(SAMPLE_FILE),), 0)
+    assert cfg.read == config.ReadOptions("hepsafe", "jets", "FatJet", False, 20_000)
+    assert (cfg.seed, cfg.control, cfg.signal, cfg.output) == (7, "QCD", ("W",), tmp_path / "out")
+    assert cfg.region == Region(jet_mass=(55.0, 105.0))
+    assert cfg.gate == GateConfig(corr_frobenius_max=0.05)
+    assert list(cfg.observable.edges()) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert cfg.working_point == 0.3 and cfg.envelope == Envelope(pt=0.02, eta=0.02, phi=0.02)
+    assert cfg.fit.workspace == WorkspaceConfig(signal=("W",), lumi=0.02, missing_side="mirror")
+    assert cfg.fit.skip is False
+    escale, smear, pgd, black, learned = cfg.systematics
+    assert (escale.up, escale.down) == (PhysicsShift("scale_all_up", 7, {"shift": 0.03}),
+                                        PhysicsShift("scale_all_down", 7, {"shift": -0.03}))
+    assert (smear.up, smear.down) == (PhysicsShift("smear_energy", 7, {"sigma": 0.05}), None)
+    assert pgd.up == AttackShift("pgd", "up", Envelope.uniform(0.01), steps=3, seed=7)
+    assert black.up == AttackShift("spsa", "down", cfg.envelope, seed=4)
+    assert learned.up == AttackShift("learned", "down", None)  # its own envelope, no seed
+    assert [s.kind for s in cfg.systematics] == ["variation"] * 2 + ["attack"] * 3
+    assert [cfg.key_of(s.name) for s in cfg.systematics] == [
+        "variations/0", "variations/1", "attacks/0", "attacks/1", "attacks/2"]
+    assert cfg.attack_models == (MODELS_DIR / "adversary_pfn.onnx",)
+    # the dict recorded in provenance.json: the file with defaults and resolved paths only
+    assert cfg["attacks"][0] == {"type": "pgd", "name": "pgd", "epsilon": 0.01, "steps": 3,
+                                 "target": "up"}
+    assert cfg["variations"][0] == {"type": "scale_all", "name": "escale", "shift": 0.03}
+
+
+def test_with_output_and_attack_models(tmp_path):
+    """with_output changes the output of a copy (and what provenance records); an attack's
+    model is a file next to the configuration or a shipped name."""
+    import shutil
+
+    shutil.copy(MODELS_DIR / "adversary_pfn.onnx", tmp_path / "adv.onnx")
+    doc = {**GOOD, "attacks": [{"type": "learned", "name": "a", "model": "adv.onnx"},
+                               {"type": "learned", "name": "b", "model": "adversary_pfn"}]}
+    cfg = config.load(_write(tmp_path, doc))
+    assert cfg.attack_models == (tmp_path / "adv.onnx", MODELS_DIR / "adversary_pfn.onnx")
+    assert cfg.systematics[1].up.options == {"model": str(tmp_path / "adv.onnx")}
+    moved = cfg.with_output(tmp_path / "elsewhere")
+    assert moved.output == tmp_path / "elsewhere" and moved["output"] == str(moved.output)
+    assert cfg["output"] != moved["output"] and moved.systematics == cfg.systematics

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hepsafe import metrics
+from hepsafe.attacks.spsa import SPSA
 from hepsafe.data.sample import SAMPLE_FILE
 from hepsafe.exceptions import ConfigError, InputError, ModelError, OutputExistsError
 from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation import variations as V
 from hepsafe.pipeline import config as config
 from hepsafe.pipeline import runner as pipeline
-from hepsafe.tagger.onnx import OnnxTagger
 from hepsafe.templates import booking as T
 from hepsafe.templates import files as templates_io
 
@@ -25,28 +26,29 @@ EXPECTED = {"report.md", "report.html", "roc.png", "scores.png", "control.png", 
             "fit.json", "provenance.json", "summary.json"}
 
 
-def small_config(out: Path, **extra) -> config.RunConfig:
-    doc = {
-        "seed": 3,
-        "samples": [
-            {"name": "W", "role": "signal", "files": [str(SAMPLE_FILE)], "label": 1,
-             "split": "test", "max_jets": 500, "scale": 0.05},
-            {"name": "QCD", "role": "background", "files": [str(SAMPLE_FILE)], "label": 0,
-             "split": "test", "max_jets": 500},
-        ],
-        "tagger": {"model": "pfn"},
-        "variations": [{"type": "scale_all", "name": "escale"},
-                       {"type": "smear_energy", "name": "smear"}],
-        "attacks": [{"type": "pgd", "name": "pgd", "epsilon": 0.02, "steps": 3}],
-        "fit": {"lumi_uncertainty": 0.02},
-        "output": str(out),
-        **extra,
-    }
-    return config.from_dict(doc, source="test.yaml")
+@pytest.fixture(scope="module")
+def small_config(run_doc):
+    """``small_config(out, **extra)``: 500 W and 500 QCD jets of the test split, seed 3, two
+    variations, PGD and a luminosity uncertainty, written to ``out``."""
+
+    def make(out: Path, **extra) -> config.RunConfig:
+        doc = {
+            "seed": 3,
+            "variations": [{"type": "scale_all", "name": "escale"},
+                           {"type": "smear_energy", "name": "smear"}],
+            "attacks": [{"type": "pgd", "name": "pgd", "epsilon": 0.02, "steps": 3}],
+            "fit": {"lumi_uncertainty": 0.02},
+            "output": str(out),
+            **extra,
+        }
+        return config.from_dict(run_doc(split="test", max_jets=500, scale=0.05, **doc),
+                                source="test.yaml")
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, small_config):
     base = tmp_path_factory.mktemp("runs")
     a = pipeline.run(small_config(base / "a"), quiet=True)
     b = pipeline.run(small_config(base / "b"), quiet=True)
@@ -102,7 +104,7 @@ def test_attack_is_a_nuisance_parameter(two_runs):
     assert rows["pgd"]["eff_sig"] < rows["nominal"]["eff_sig"]
 
 
-def test_existing_output_needs_force(two_runs):
+def test_existing_output_needs_force(two_runs, small_config):
     a, _ = two_runs
     before = (a.output / "fit.json").read_bytes()
     with pytest.raises(OutputExistsError, match="--force"):
@@ -110,19 +112,20 @@ def test_existing_output_needs_force(two_runs):
     assert (a.output / "fit.json").read_bytes() == before
 
 
-def test_strict_gate(tmp_path):
+def test_strict_gate(tmp_path, small_config):
     cfg = small_config(tmp_path / "s", attacks=[])
     with pytest.raises(pipeline.GateFailed, match="escale_up"):
         pipeline.run(cfg, quiet=True, strict_gate=True)
     assert (tmp_path / "s" / "gate.json").exists()  # outputs kept for inspection
 
 
-def test_empty_input_file(tmp_path):
+def test_empty_input_file(tmp_path, small_config):
     from hepsafe.data.jets import read_root, write_root
 
     empty = write_root(read_root(SAMPLE_FILE, entry_stop=0), tmp_path / "empty.root")
     cfg = small_config(tmp_path / "o")
-    cfg.raw["samples"][0]["files"] = [str(empty)]
+    w, qcd = cfg.samples
+    cfg = replace(cfg, samples=(w._replace(files=(str(empty),)), qcd))
     with pytest.raises(InputError, match=r"samples/0.*empty\.root"):
         pipeline.run(cfg, quiet=True)
     assert not (tmp_path / "o").exists()
@@ -133,26 +136,31 @@ def test_empty_input_file(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_card_mismatch(tmp_path):
+def test_card_mismatch(tmp_path, small_config):
     card = json.loads((MODELS_DIR / "pfn.json").read_text())
     card["inputs"][0]["name"] = "not_an_input"
     (tmp_path / "bad.json").write_text(json.dumps(card))
-    cfg = small_config(tmp_path / "o")
-    cfg.raw["tagger"]["card"] = str(tmp_path / "bad.json")
+    cfg = small_config(tmp_path / "o",
+                       tagger={"model": "pfn", "card": str(tmp_path / "bad.json")})
     with pytest.raises((ModelError, ConfigError), match="not_an_input"):
         pipeline.run(cfg, quiet=True)
 
 
-def test_attack_seed_and_learned_options():
-    tagger = OnnxTagger(MODELS_DIR / "pfn.onnx")
-    entry = {"type": "spsa", "name": "s"}
-    assert pipeline.make_attack(entry, tagger, None, 1).seed == 1  # the run's seed
-    assert pipeline.make_attack({**entry, "seed": 5}, tagger, None, 1).seed == 5
-    with pytest.raises(ConfigError, match=r"'learned': unknown option\(s\) \['steps'\]"):
-        pipeline.make_attack({"type": "learned", "name": "l", "steps": 3}, tagger, None, 1)
+def test_attack_seed_and_learned_options(tmp_path, small_config, pfn):
+    """The attacks of a configuration are built by the one factory: the run's seed unless
+    the entry gives its own, the learned adversary with the options it takes only."""
+    cfg = small_config(tmp_path / "o", attacks=[{"type": "spsa", "name": "s"},
+                                                {"type": "spsa", "name": "t", "seed": 5}])
+    s, t = (syst.up.attack_for(pfn) for syst in cfg.systematics if syst.kind == "attack")
+    assert (type(s), s.seed, t.seed) == (SPSA, 3, 5)  # small_config's seed is 3
+    cfg = small_config(tmp_path / "o", attacks=[{"type": "learned", "name": "l", "steps": 3}])
+    with pytest.raises(ConfigError, match=r"test.yaml: key 'attacks/0' \('l'\): attack "
+                                          r"'learned': unknown option\(s\) \['steps'\]"):
+        pipeline.run(cfg, quiet=True)
+    assert not (tmp_path / "o").exists()
 
 
-def test_unknown_variation_type_and_attack_option(tmp_path):
+def test_unknown_variation_type_and_attack_option(tmp_path, small_config):
     with pytest.raises(ConfigError, match="test.yaml: key 'variations/0': unknown variation "
                                           "type 'jes_magic'"):
         small_config(tmp_path / "o", variations=[{"type": "jes_magic"}])
@@ -162,7 +170,7 @@ def test_unknown_variation_type_and_attack_option(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_region_is_applied_to_each_variation(tmp_path):
+def test_region_is_applied_to_each_variation(tmp_path, small_config):
     """With a signal region, every variation's templates hold exactly its own jets inside
     the box, and the summary's efficiencies are relative to the nominal jets in it."""
     box = {"jet_pt": [500.0, 700.0], "jet_mass": [55.0, 105.0]}
@@ -174,7 +182,7 @@ def test_region_is_applied_to_each_variation(tmp_path):
     samples = pipeline.load_samples(cfg)
     t = templates_io.read_templates(res.output / "templates.json")
     cells = T.cell_contents(t)[pipeline.REGION]
-    tagger = OnnxTagger(cfg["tagger"]["model"])
+    tagger = cfg.tagger.build()
 
     def inside(jets):
         return ((jets.pt > 500) & (jets.pt < 700) & (jets.mass > 55) & (jets.mass < 105))
@@ -191,14 +199,14 @@ def test_region_is_applied_to_each_variation(tmp_path):
                               ("escale_down", "scale_all_down", {"shift": -0.03}),
                               ("smear_up", "smear_energy", {"sigma": 0.05})):
         for name, s in samples.items():
-            varied = V.apply_variation(reg, s.jets, seed=cfg["seed"], **options)
+            varied = V.apply_variation(reg, s.jets, seed=cfg.seed, **options)
             keep = inside(varied)
             moved += int((keep != inside(s.jets)).sum())
             values, _ = cells[(name, key)]
             expected, _ = np.histogram(tagger.predict(varied)[keep], edges,
                                        weights=varied.weight[keep].astype(np.float64))
             np.testing.assert_allclose(values, expected, rtol=1e-6)
-        varied = V.apply_variation(reg, sig, seed=cfg["seed"], **options)
+        varied = V.apply_variation(reg, sig, seed=cfg.seed, **options)
         keep, score = inside(varied), tagger.predict(varied)
         eff = varied.weight[keep & (score >= thr)].sum() / nominal_yield
         assert rows[key]["eff_sig"] == pytest.approx(eff, rel=1e-12)

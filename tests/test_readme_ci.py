@@ -34,7 +34,6 @@ def test_readme_table_is_what_the_demo_prints(tmp_path):
     lines = (ROOT / "README.md").read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("variation ") and "AUC" in ln)
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("```"))
-    cfg = config.load(config.DEMO_CONFIG)
-    cfg.raw["output"] = str(tmp_path / "demo")
+    cfg = config.load(config.DEMO_CONFIG).with_output(tmp_path / "demo")
     result = pipeline.run(cfg, quiet=True)
     assert report.summary_text(result.summary).strip().splitlines() == lines[start:end]

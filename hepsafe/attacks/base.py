@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,7 @@ class Attack:
     class checks the target, splits the jets into batches of ``batch_size`` (bounded
     memory), handles empty batches and zero envelopes, and applies the concatenated delta
     with :func:`hepsafe.perturb` (clip to the envelope, restore ``preserve`` observables).
-    ``last_info`` holds an :class:`AttackInfo` after each call.
+    The returned Perturbation's ``info`` is an :class:`AttackInfo` (name, target, details).
     """
 
     name = "attack"
@@ -176,7 +176,6 @@ class Attack:
         self.preserve = tuple(preserve)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.last_info: AttackInfo | None = None
 
     # the one method a subclass must provide
     def attack_batch(
@@ -186,7 +185,7 @@ class Attack:
         raise NotImplementedError
 
     def details(self) -> dict[str, Any]:
-        """Settings recorded in :attr:`last_info` (override to add more)."""
+        """Settings recorded in the result's ``info.details`` (override to add more)."""
         return {"batch_size": self.batch_size, "seed": self.seed}
 
     def __call__(self, jets: JetBatch, target: str = "down") -> Perturbation:
@@ -196,8 +195,8 @@ class Attack:
         direction = resolve_target(self.tagger, target)
         n_c = int(jets.n_parts.sum())
         if n_c == 0 or self.envelope_is_zero():
-            self.last_info = AttackInfo(self.name, target, self.details())
-            return self.identity(jets)
+            return replace(self.identity(jets), info=AttackInfo(self.name, target,
+                                                                self.details()))
         deltas = [np.zeros((0, 3), dtype=np.float32)]
         if n_c and not self.envelope_is_zero():
             for b, start in enumerate(range(0, len(jets), self.batch_size)):
@@ -210,8 +209,8 @@ class Attack:
         delta = np.concatenate(deltas) if n_c else np.zeros((0, 3), dtype=np.float32)
         if len(delta) != n_c:
             delta = np.zeros((n_c, 3), dtype=np.float32)
-        self.last_info = AttackInfo(self.name, target, self.details())
-        return Perturber(jets, self.envelope, self.preserve).apply(delta)
+        applied = Perturber(jets, self.envelope, self.preserve).apply(delta)
+        return replace(applied, info=AttackInfo(self.name, target, self.details()))
 
     def identity(self, jets: JetBatch) -> Perturbation:
         """The unperturbed batch as a Perturbation (zero envelope or no constituents).

@@ -20,8 +20,8 @@ gradients are dropped first), up to ``max_halvings`` times, before that coordina
 up for the step. Every step is projected through the perturbation kernels.
 
 The caps hold **per batch** (``batch_size`` jets, default 4096: the statistics need many
-jets); the union of batches is not re-checked. ``last_info.details["batches"]`` reports, per
-batch, the final JSDs, correlation change and accepted steps.
+jets); the union of batches is not re-checked. ``Perturbation.info.details["batches"]`` of
+the result reports, per batch, the final JSDs, correlation change and accepted steps.
 """
 
 from __future__ import annotations

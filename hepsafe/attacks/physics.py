@@ -11,8 +11,9 @@ physics shift and an adversarial one alike (scores, gate, templates). Two differ
   observable. ``Perturbation.jets`` is the variation's own output, unchanged;
   ``delta_applied`` is the delta implied by the change of coordinates, per constituent
   ``(pT'/pT - 1, eta' - eta, phi' - phi wrapped to (-pi, pi])``, 0 for constituents the
-  variation masks (tracking loss: see ``jets.parts.mask``); ``flagged`` is all False and
-  ``preserve`` empty. The envelope is only recorded, not applied.
+  variation masks (tracking loss: see ``jets.parts.mask``); ``flagged`` is all False,
+  ``preserve`` empty and ``info`` names the variation, its options and seed. The envelope is
+  only recorded, not applied.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ class PhysicsVariation(Attack):
             raise InputError(f"{self.name}: expected a JetBatch, got {type(jets).__name__}")
         resolve_target(self.tagger, target)
         varied = apply_variation(self.variation, jets, self.seed, **self.options)
-        self.last_info = AttackInfo(self.name, target, self.details())
         n = len(jets)
         return Perturbation(
             jets=varied,
@@ -113,4 +113,5 @@ class PhysicsVariation(Attack):
             flags=np.zeros(n, dtype=np.uint8),
             envelope=self.envelope,
             preserve=(),
+            info=AttackInfo(self.name, target, self.details()),
         )

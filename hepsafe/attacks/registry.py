@@ -1,9 +1,15 @@
 """Attacks by name: ``make_attack(kind, tagger, envelope, **options) -> Attack``.
 
 Names: "fgsm", "pgd", "spsa", "greedy", "learned" and "physics:<variation>" (a name of
-:func:`hepsafe.perturbation.variations.list_variations`). Used by the run configuration and
-the coffea
-step, so that an attack is one string plus options.
+:func:`hepsafe.perturbation.variations.list_variations`). The one factory behind the run
+configuration and the shifts of the coffea step
+(:class:`~hepsafe.perturbation.shifts.AttackShift`), so that an attack is one string plus
+options.
+
+"learned" is a trained adversary network loaded from ``model`` (an exported ONNX graph with
+its card beside it, a path or a shipped name); without ``model``, the shipped
+``adversary_pfn`` when the tagger is the shipped PFN. Training one is
+:meth:`hepsafe.attacks.adversary.training.LearnedAdversary.fit`.
 
 Fallback: FGSM and PGD need the tagger's torch twin. When onnx2torch cannot convert the
 graph (:meth:`OnnxTagger.as_torch` raises :class:`~hepsafe.exceptions.ConversionError`),
@@ -20,6 +26,7 @@ import importlib
 import inspect
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hepsafe.attacks.base import Attack
@@ -28,6 +35,7 @@ from hepsafe.attacks.pgd import FGSM, PGD
 from hepsafe.attacks.physics import PhysicsVariation
 from hepsafe.attacks.spsa import SPSA
 from hepsafe.exceptions import AttackFallbackWarning, ConfigError, ConversionError
+from hepsafe.models import model_path
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.tagger.onnx import OnnxTagger
 
@@ -70,6 +78,23 @@ def attack_class(kind: str) -> type[Attack]:
     return classes[kind]()
 
 
+def _load_learned(cls: Any, tagger: OnnxTagger, envelope: Envelope | None,
+                  options: dict[str, Any]) -> Attack:
+    """The trained adversary (``cls``: LearnedAdversary) of option ``model`` (default: the
+    shipped one, for the shipped PFN only); ``envelope`` None: the one it was trained in."""
+    unknown = sorted(set(options) - {"model"})
+    if unknown:
+        raise ConfigError(f"attack 'learned': unknown option(s) {unknown}; known: ['model'] "
+                          "(the network is trained)")
+    model = options.get("model")
+    if model is None:
+        if Path(tagger.path).resolve() != model_path("pfn").resolve():
+            raise ConfigError("attack 'learned' needs option 'model', an adversary trained "
+                              "against this tagger (examples/train_adversary.py)")
+        model = model_path("adversary_pfn")
+    return cls.load(model, tagger, envelope)  # type: ignore[no-any-return]
+
+
 def _check_options(kind: str, cls: type, options: dict[str, Any]) -> None:
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -98,12 +123,16 @@ def make_attack(
 
     ``kind``: "fgsm", "pgd", "spsa", "greedy", "learned" or "physics:<variation>";
     ``options``: keyword arguments of that class (an unknown one is a :class:`ConfigError`
-    naming it). FGSM and PGD on a graph onnx2torch cannot convert fall back to SPSA with an
-    :class:`AttackFallbackWarning`; "greedy" then raises the :class:`ConversionError`.
+    naming it); for "learned", only ``model`` (module docstring; ``envelope`` None: the
+    network's own). FGSM and PGD on a graph onnx2torch cannot convert fall back to SPSA
+    with an :class:`AttackFallbackWarning`; "greedy" then raises the
+    :class:`ConversionError`.
     """
     if not isinstance(kind, str):
         raise ConfigError(f"option 'kind' must be a string, got {type(kind).__name__}")
     cls = attack_class(kind)
+    if kind == "learned":
+        return _load_learned(cls, tagger, envelope, options)
     if kind.startswith("physics:"):
         if "variation" in options:
             raise ConfigError(f"attack '{kind}': the variation is named in the kind; do not "

@@ -11,7 +11,8 @@ never imports this one. The dask-awkward path (:func:`run_apply_to_fileset`) als
   (``BaseSchema``) or a NanoAOD/PFNano collection (``PFNanoAODSchema``), mapped to
   :class:`~hepsafe.data.jets.JetBatch`.
 - :class:`Systematic` with :class:`PhysicsShift`, :class:`LearnedShift` and
-  :class:`AttackShift`: the configured variations.
+  :class:`AttackShift` (any attack of :func:`hepsafe.attacks.registry.make_attack`): the
+  configured variations, the same objects ``hepsafe run`` builds from its configuration.
 - :class:`AdversarialSystematics`: the processor step (nominal + varied scores per chunk,
   attached to the jets, filled into a templates-compatible histogram).
 - :class:`AdversarialProcessor`: a complete ``ProcessorABC`` using the step.
@@ -39,6 +40,7 @@ from hepsafe.perturbation.shifts import (
     PhysicsShift,
     Shift,
     Systematic,
+    attack_systematic,
     default_systematics,
     physics_systematic,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "RunReport",
     "Shift",
     "Systematic",
+    "attack_systematic",
     "default_systematics",
     "physics_systematic",
     "detect_source",

@@ -41,7 +41,7 @@ from hepsafe.coffea.wrapper import OnnxWrapper
 from hepsafe.data.jets import JetBatch
 from hepsafe.data.regions import Region
 from hepsafe.exceptions import ConfigError, TemplateError
-from hepsafe.perturbation.shifts import Systematic
+from hepsafe.perturbation.shifts import Systematic, apply_shift
 from hepsafe.templates import booking as T
 
 #: default bins of the tagger score
@@ -70,7 +70,9 @@ class AdversarialSystematics:
     """Nominal and varied tagger scores per jet, attached to the jets and filled as templates.
 
     ``tagger``: an :class:`OnnxWrapper` (default the reference PFN). ``systematics``: the
-    :class:`~hepsafe.perturbation.shifts.Systematic` s to evaluate (default none: nominal only).
+    :class:`~hepsafe.perturbation.shifts.Systematic` s to evaluate (default none: nominal
+    only), each shift applied by :func:`~hepsafe.perturbation.shifts.apply_shift` as in
+    ``hepsafe run``.
     ``edges``: bins of the score, shape ``(n_bins + 1,)``; ``observable``/``label``: the axis
     name and title. ``region``: the signal region, a :class:`~hepsafe.data.regions.Region` (or
     its mapping ``{jet_pt: [low, high], jet_mass: [low, high]}``, GeV), applied to each
@@ -155,9 +157,7 @@ class AdversarialSystematics:
         out = {T.NOMINAL: _record(self.tagger.score_inputs(inputs), jets)}
         for syst in self.systematics:
             for label, shift in syst.sides():
-                vary = getattr(shift, "vary", None)
-                varied = (vary(jets, self.tagger, inputs) if callable(vary)
-                          else shift(jets, self.tagger))
+                varied = apply_shift(shift, jets, self.tagger, inputs).jets
                 if len(varied) != len(jets):
                     raise ConfigError(f"systematic '{syst.name}': shift {shift!r} returned "
                                       f"{len(varied)} jets for {len(jets)}")

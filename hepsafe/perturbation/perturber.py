@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -28,6 +28,9 @@ from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, InputError
 from hepsafe.perturbation import _kernels as kernels
 from hepsafe.perturbation.envelope import COORDINATES, Envelope, particle_classes
+
+if TYPE_CHECKING:
+    from hepsafe.attacks.base import AttackInfo
 
 PRESERVABLE = ("pt", "mass")
 DeltaLike = np.ndarray | Mapping[str, np.ndarray] | ak.Array | None
@@ -46,6 +49,8 @@ class Perturbation:
     could not be brought within tolerance inside the envelope (such a jet keeps its closest
     attempt, still inside the envelope); ``flags`` holds the reasons (``kernels.FLAG_PT``,
     ``kernels.FLAG_MASS`` bits, uint8). ``envelope`` and ``preserve``: what was asked for.
+    ``info``: what an attack did (:class:`~hepsafe.attacks.base.AttackInfo`: its name,
+    target and settings); None when no attack made the perturbation.
     """
 
     jets: JetBatch
@@ -54,6 +59,7 @@ class Perturbation:
     flags: np.ndarray
     envelope: Envelope = field(default_factory=Envelope)
     preserve: tuple[str, ...] = ("pt", "mass")
+    info: AttackInfo | None = None
 
 
 def _packed(parts: ak.Array) -> ak.contents.ListOffsetArray:

@@ -1,11 +1,21 @@
-"""The variations a processor step evaluates: shifts of the jets, grouped into systematics.
+"""The variations a run or a processor step evaluates: shifts of the jets, grouped into
+systematics.
 
 A *shift* is a picklable callable ``shift(jets, tagger) -> JetBatch`` (the varied jets; the
-input is never modified). A shift may also define ``vary(jets, tagger, tagger_inputs)``,
-which the step calls instead, handing over the tagger's ONNX inputs of the nominal jets
-(computed once for the nominal score) so that the shift can reuse them. A
-:class:`Systematic` names one nuisance parameter and holds an ``up`` and an optional
-``down`` shift (histogram variations ``<name>_up``, ``<name>_down``).
+input is never modified); ``tagger`` is the run's :class:`~hepsafe.tagger.onnx.OnnxTagger`
+or coffea's ``OnnxWrapper`` (which holds one as ``.tagger``). A shift may also define
+
+- ``vary(jets, tagger, tagger_inputs)``, which the coffea step calls instead, handing over
+  the tagger's ONNX inputs of the nominal jets (computed once for the nominal score) so
+  that the shift can reuse them;
+- ``perturb(jets, tagger) -> Perturbation``: the varied jets with what the attack did
+  (``Perturbation.info``, an :class:`~hepsafe.attacks.base.AttackInfo`);
+- ``prepare(tagger)``: builds what the shift needs against ``tagger`` and checks its
+  options, before any jets are read (``hepsafe run`` calls it once, at the start).
+
+:func:`apply_shift` calls the right one. A :class:`Systematic` names one nuisance parameter
+and holds an ``up`` and an optional ``down`` shift (histogram variations ``<name>_up``,
+``<name>_down``); its ``kind`` says whether it is a physics variation or an attack.
 
 - :class:`PhysicsShift`: a registered physics variation
   (:mod:`hepsafe.perturbation.variations`), with
@@ -13,9 +23,11 @@ which the step calls instead, handing over the tagger's ONNX inputs of the nomin
 - :class:`LearnedShift`: the learned adversary exported to ONNX, applied with ONNX Runtime
   alone (one forward pass per batch, fixed batch size: chunk-invariant) and projected
   through the perturbation kernels.
-- :class:`AttackShift`: a gradient attack (PGD, FGSM) against the tagger; needs torch, costs
-  many tagger evaluations, and its result depends on the batch composition (float rounding
-  in torch), so its histograms are not bit-identical across chunkings.
+- :class:`AttackShift`: any attack of :func:`hepsafe.attacks.registry.make_attack` (PGD,
+  FGSM, SPSA, greedy, the learned adversary with torch) against the tagger; the gradient
+  attacks need torch and cost many tagger evaluations, and their result depends on the
+  batch composition (float rounding in torch), so their histograms are not bit-identical
+  across chunkings.
 
 Shifts hold no ONNX Runtime session or torch module when pickled: they are (re)built on
 first use in each worker process.
@@ -27,7 +39,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -35,27 +47,61 @@ from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
 from hepsafe.models import MODELS_DIR
 from hepsafe.perturbation.envelope import Envelope
-from hepsafe.perturbation.perturber import Perturber
+from hepsafe.perturbation.perturber import Perturbation, Perturber
 from hepsafe.perturbation.variations import (
     VARIATIONS,
     apply_variation,
     configured_sides,
     list_variations,
 )
-from hepsafe.tagger.onnx import run_fixed_batches
+from hepsafe.tagger.onnx import OnnxTagger, run_fixed_batches
 from hepsafe.templates.booking import check_name
 
 if TYPE_CHECKING:
+    from hepsafe.attacks.base import Attack, AttackInfo
     from hepsafe.coffea.wrapper import OnnxWrapper
 
 #: the learned adversary shipped with the package (exported to ONNX, with its card)
 ADVERSARY_MODEL = MODELS_DIR / "adversary_pfn.onnx"
 
 
+#: kinds of systematic: a physics variation or an attack on the tagger
+SYSTEMATIC_KINDS = ("variation", "attack")
+
+
 class Shift(Protocol):
     """``shift(jets, tagger) -> JetBatch``: varied jets (a new batch)."""
 
-    def __call__(self, jets: JetBatch, tagger: OnnxWrapper) -> JetBatch: ...
+    def __call__(self, jets: JetBatch, tagger: OnnxTagger | OnnxWrapper) -> JetBatch: ...
+
+
+class Shifted(NamedTuple):
+    """What :func:`apply_shift` returns: the varied jets and, for an attack, what it did."""
+
+    jets: JetBatch
+    info: AttackInfo | None = None
+
+
+def apply_shift(shift: Shift, jets: JetBatch, tagger: OnnxTagger | OnnxWrapper,
+                tagger_inputs: Mapping[str, np.ndarray] | None = None) -> Shifted:
+    """``shift`` on ``jets`` (``(n_jets,)`` in, ``(n_jets,)`` out): its ``vary`` when
+    ``tagger_inputs`` (the tagger's ONNX inputs of ``jets``) are given and it has one, else
+    its ``perturb`` (the attack's :class:`~hepsafe.attacks.base.AttackInfo` comes back
+    too), else the call ``shift(jets, tagger)``."""
+    vary = getattr(shift, "vary", None)
+    if tagger_inputs is not None and callable(vary):
+        return Shifted(vary(jets, tagger, tagger_inputs))
+    perturb = getattr(shift, "perturb", None)
+    if callable(perturb):
+        p: Perturbation = perturb(jets, tagger)
+        return Shifted(p.jets, p.info)
+    return Shifted(shift(jets, tagger))
+
+
+def onnx_tagger(tagger: OnnxTagger | OnnxWrapper) -> OnnxTagger:
+    """The :class:`~hepsafe.tagger.onnx.OnnxTagger` behind ``tagger``: itself, or the one a
+    wrapper holds as ``.tagger`` (coffea's ``OnnxWrapper``)."""
+    return tagger if isinstance(tagger, OnnxTagger) else tagger.tagger
 
 
 @dataclass(frozen=True)
@@ -73,7 +119,8 @@ class PhysicsShift:
             raise ConfigError(f"option 'variation': unknown variation {self.variation!r}; "
                               f"known: {list_variations()}")
 
-    def __call__(self, jets: JetBatch, tagger: OnnxWrapper) -> JetBatch:
+    def __call__(self, jets: JetBatch, tagger: Any = None) -> JetBatch:
+        """The varied jets (``tagger`` is not used: a variation does not look at it)."""
         return apply_variation(self.variation, jets, seed=self.seed, **dict(self.options))
 
 
@@ -123,7 +170,11 @@ class LearnedShift:
                                   f"network was trained for {trained!r}")
         return self._adversary
 
-    def __call__(self, jets: JetBatch, tagger: OnnxWrapper) -> JetBatch:
+    def prepare(self, tagger: Any = None) -> None:
+        """Build the ONNX Runtime session and check ``target`` against the card."""
+        self.adversary  # noqa: B018 (built on first access)
+
+    def __call__(self, jets: JetBatch, tagger: Any = None) -> JetBatch:
         return self.vary(jets, tagger, None)
 
     def vary(self, jets: JetBatch, tagger: OnnxWrapper,
@@ -153,22 +204,29 @@ class LearnedShift:
 
 
 class AttackShift:
-    """A gradient attack on the wrapped tagger: ``attack`` "pgd" or "fgsm" pushing the
-    signal score ``target`` ("down", "up" or a class) inside ``envelope`` (default
-    :class:`~hepsafe.perturbation.envelope.Envelope`), ``options`` to the attack's constructor (e.g.
-    ``steps``). Costly (torch gradients) and not bit-identical across chunkings."""
+    """An attack of :func:`hepsafe.attacks.registry.make_attack` on the tagger: ``attack``
+    one of its kinds ("pgd", "fgsm", "spsa", "greedy", "learned", "physics:<variation>")
+    pushing the signal score ``target`` ("down", "up" or a class) inside ``envelope``
+    (None: the attack's default; for "learned", the envelope it was trained in);
+    ``options`` go to the factory (e.g. ``steps``, ``seed``; ``model`` for "learned").
 
-    ATTACKS = ("pgd", "fgsm")
+    The attack is built on first use against each tagger (and in each process): its
+    options are checked then (:meth:`prepare` does it up front). Costly for the gradient
+    attacks (torch) and not bit-identical across chunkings.
+    """
 
     def __init__(self, attack: str = "pgd", target: str = "down",
                  envelope: Envelope | None = None, **options: Any) -> None:
-        if attack not in self.ATTACKS:
-            raise ConfigError(f"option 'attack': expected one of {self.ATTACKS}, got {attack!r}")
+        from hepsafe.attacks.registry import KINDS
+
+        if not isinstance(attack, str) or not (attack in KINDS or attack.startswith("physics:")):
+            raise ConfigError(f"option 'attack': expected one of {list(KINDS)} or "
+                              f"'physics:<variation>', got {attack!r}")
         self.attack = attack
         self.target = target
         self.envelope = envelope
         self.options = dict(options)
-        self._built: Any = None
+        self._built: tuple[OnnxTagger, Attack] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_built": None}
@@ -179,26 +237,52 @@ class AttackShift:
     def __repr__(self) -> str:
         return f"AttackShift({self.attack!r}, target={self.target!r}, {self.options})"
 
-    def __call__(self, jets: JetBatch, tagger: OnnxWrapper) -> JetBatch:
-        if self._built is None:
-            from hepsafe.attacks import FGSM, PGD
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AttackShift):
+            return NotImplemented
+        return (self.attack, self.target, self.envelope, self.options) == (
+            other.attack, other.target, other.envelope, other.options)
 
-            cls = PGD if self.attack == "pgd" else FGSM
-            self._built = cls(tagger.tagger, self.envelope, **self.options)
-        return self._built(jets, self.target).jets
+    __hash__ = None  # type: ignore[assignment]
+
+    def attack_for(self, tagger: OnnxTagger | OnnxWrapper) -> Attack:
+        """The attack object against ``tagger``, built by the factory on first use."""
+        t = onnx_tagger(tagger)
+        if self._built is None or self._built[0] is not t:
+            from hepsafe.attacks.registry import make_attack
+
+            self._built = (t, make_attack(self.attack, t, self.envelope, **self.options))
+        return self._built[1]
+
+    def prepare(self, tagger: OnnxTagger | OnnxWrapper) -> None:
+        """Build the attack against ``tagger`` now (a bad option raises here)."""
+        self.attack_for(tagger)
+
+    def perturb(self, jets: JetBatch, tagger: OnnxTagger | OnnxWrapper) -> Perturbation:
+        """The attacked jets; ``info`` holds the attack's name, target and settings."""
+        return self.attack_for(tagger)(jets, self.target)
+
+    def __call__(self, jets: JetBatch, tagger: OnnxTagger | OnnxWrapper) -> JetBatch:
+        return self.perturb(jets, tagger).jets
 
 
 @dataclass(frozen=True)
 class Systematic:
     """One nuisance parameter ``name``: histogram variations ``<name>_up`` from ``up`` and
-    ``<name>_down`` from ``down`` (None: one-sided; the fit mirrors it)."""
+    ``<name>_down`` from ``down`` (None: one-sided; the fit mirrors it). ``kind``:
+    "variation" (a physics variation) or "attack" (labelled ``name`` alone in a run's
+    summary and gate)."""
 
     name: str
     up: Any
     down: Any = None
+    kind: str = "variation"
 
     def __post_init__(self) -> None:
         check_name(self.name, "systematic")
+        if self.kind not in SYSTEMATIC_KINDS:
+            raise ConfigError(f"systematic '{self.name}': 'kind' must be one of "
+                              f"{list(SYSTEMATIC_KINDS)}, got {self.kind!r}")
         for side in ("up", "down"):
             s = getattr(self, side)
             if s is not None and not callable(s):
@@ -207,12 +291,16 @@ class Systematic:
         if self.up is None:
             raise ConfigError(f"systematic '{self.name}': 'up' is required")
 
+    def shifts(self) -> list[tuple[str, Any]]:
+        """``[(direction, shift), ...]``: ``("up", up)`` and, if any, ``("down", down)``."""
+        out = [("up", self.up)]
+        if self.down is not None:
+            out.append(("down", self.down))
+        return out
+
     def sides(self) -> list[tuple[str, Any]]:
         """``[(variation label, shift), ...]``: ``<name>_up`` and, if any, ``<name>_down``."""
-        out = [(f"{self.name}_up", self.up)]
-        if self.down is not None:
-            out.append((f"{self.name}_down", self.down))
-        return out
+        return [(f"{self.name}_{d}", s) for d, s in self.shifts()]
 
 
 def physics_systematic(name: str, variation: str, seed: int = 0,
@@ -224,7 +312,14 @@ def physics_systematic(name: str, variation: str, seed: int = 0,
     ``sigma``, ``p``, ``particle_class``). ConfigError names an unknown type or option."""
     sides = configured_sides({"type": variation, "name": name, **options})
     shifts = [PhysicsShift(reg, seed, opts) for _, reg, opts in sides]
-    return Systematic(name, *shifts)
+    return Systematic(name, shifts[0], shifts[1] if len(shifts) > 1 else None)
+
+
+def attack_systematic(name: str, attack: str, target: str = "down",
+                      envelope: Envelope | None = None, **options: Any) -> Systematic:
+    """The one-sided systematic ``name`` of an attack (:class:`AttackShift` with these
+    arguments), as a run configuration's ``attacks`` entry."""
+    return Systematic(name, AttackShift(attack, target, envelope, **options), kind="attack")
 
 
 def default_systematics(seed: int = 1, adversary: bool | None = None) -> list[Systematic]:
@@ -237,5 +332,5 @@ def default_systematics(seed: int = 1, adversary: bool | None = None) -> list[Sy
         physics_systematic("tracking", "tracking_loss", seed),
     ]
     if adversary or (adversary is None and ADVERSARY_MODEL.exists()):
-        out.append(Systematic("adversary", LearnedShift()))
+        out.append(Systematic("adversary", LearnedShift(), kind="attack"))
     return out

@@ -1,4 +1,5 @@
-"""Run configuration: a YAML file validated against ``schemas/run.schema.json``.
+"""Run configuration: a YAML file validated against ``schemas/run.schema.json`` and parsed
+once into a typed :class:`RunConfig`.
 
 Every error is one line that names the key (as a path such as ``samples/1/files``) or the
 file at fault, and says what was expected.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,14 @@ import yaml
 from hepsafe import _schemas as schemas
 from hepsafe.data.regions import Region
 from hepsafe.data.sample import DATA_DIR
-from hepsafe.exceptions import ConfigError
+from hepsafe.exceptions import ConfigError, TemplateError
+from hepsafe.fit.workspace import WorkspaceConfig
 from hepsafe.models import model_path
+from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.shifts import PhysicsShift, Systematic, attack_systematic
+from hepsafe.perturbation.variations import configured_sides
+from hepsafe.pipeline.spec import FitSpec, Observable, ReadOptions, SampleSpec, TaggerSpec
+from hepsafe.validation.config import GateConfig
 
 #: the tree read from each input file, per format (key 'tree' overrides it)
 TREES = {"hepsafe": "jets", "pfnano": "Events"}
@@ -40,23 +48,57 @@ DEFAULTS: dict[str, Any] = {
             "skip": False},
 }
 
+#: keys of an ``attacks`` entry that are not options of the attack itself
+_ATTACK_KEYS = ("type", "name", "epsilon", "target", "model", "seed")
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A validated run configuration; ``raw`` is the dict with defaults filled in, input
-    paths resolved relative to the config file's directory and ``output`` relative to the
-    working directory."""
+    """A validated run configuration, parsed once into the types the run reads.
+
+    ``raw``: the dict with defaults filled in, input paths resolved relative to the config
+    file's directory and ``output`` relative to the working directory; it is recorded in
+    ``provenance.json`` (``cfg[key]`` reads it). ``source``: the file (or a label).
+    ``systematics``: the variations, then the attacks, in file order;
+    ``systematic_keys``: the key of each (name -> ``variations/0``, ``attacks/1``);
+    ``attack_models``: the files the attacks read (learned adversaries).
+    ``working_point``: the signal efficiency setting the score threshold, in (0, 1).
+    """
 
     raw: dict[str, Any]
     source: str
+    output: Path
+    seed: int
+    tagger: TaggerSpec
+    envelope: Envelope
+    envelope_file: Path | None
+    region: Region
+    samples: tuple[SampleSpec, ...]
+    control: str
+    read: ReadOptions
+    systematics: tuple[Systematic, ...]
+    systematic_keys: Mapping[str, str]
+    attack_models: tuple[Path, ...]
+    gate: GateConfig
+    fit: FitSpec
+    observable: Observable
+    working_point: float
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
 
     @property
-    def output(self) -> Path:
-        """The output directory."""
-        return Path(self.raw["output"])
+    def signal(self) -> tuple[str, ...]:
+        """Names of the signal samples, in file order."""
+        return tuple(s.name for s in self.samples if s.role == "signal")
+
+    def key_of(self, name: str) -> str:
+        """The configuration key of systematic ``name`` (``variations/0``, ``attacks/1``)."""
+        return self.systematic_keys[name]
+
+    def with_output(self, output: str | os.PathLike[str]) -> RunConfig:
+        """The same configuration writing to ``output`` (``raw`` records it too)."""
+        return replace(self, output=Path(output), raw={**self.raw, "output": str(output)})
 
 
 def _resolve(path: str, base: Path) -> str:
@@ -65,13 +107,15 @@ def _resolve(path: str, base: Path) -> str:
 
 
 def resolve_model(model: str, base: Path) -> Path:
-    """A tagger path: a shipped model name (``pfn``, ``hl``) or a file relative to ``base``."""
+    """A model path: a shipped model name (``pfn``, ``hl``, ``adversary_pfn``) or a file
+    relative to ``base``."""
     p = model_path(model)
     return p if p.is_absolute() else base / p
 
 
 def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = None) -> RunConfig:
-    """Validate a configuration dict, fill defaults, check files and cross-references."""
+    """Validate a configuration dict, fill defaults, check files and cross-references, and
+    build the typed :class:`RunConfig`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
     schemas.validate(raw, "run", what=source)
@@ -124,7 +168,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
     if not lo < hi:
         raise ConfigError(f"{source}: key 'observable/range': need low < high, got [{lo}, {hi}]")
     try:
-        Region.from_dict(cfg["region"])
+        region = Region.from_dict(cfg["region"])
     except ConfigError as exc:
         raise ConfigError(f"{source}: key 'region': {exc}") from exc
     if "jet_msoftdrop" in cfg["region"] and cfg["format"] != "pfnano":
@@ -133,7 +177,7 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
                           f"{cfg['collection']}_msoftdrop)")
     for i, item in enumerate(cfg["attacks"]):
         if "model" in item:
-            m = Path(_resolve(item["model"], base))
+            m = resolve_model(item["model"], base)
             if not m.exists():
                 raise ConfigError(f"{source}: key 'attacks/{i}/model': no such file {m}")
             item["model"] = str(m)
@@ -146,40 +190,105 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
                     f"{source}: key '{key}/{i}/name': '{name}' is used twice; give each a name"
                 )
             seen.add(name)
-    _check_variations_and_gate(cfg, source)
-    _check_fit(cfg, raw.get("fit", {}), source)
+    envelope = _envelope(cfg["envelope"])
+    systematics = _variations(cfg, source) + _attacks(cfg, envelope)
+    gate = _gate(cfg, source)
+    fit = _fit(cfg, raw.get("fit", {}), systematics, source)
     cfg["output"] = _resolve(cfg["output"], Path.cwd())
-    return RunConfig(raw=cfg, source=source)
+    return _typed(cfg, source, envelope, region, systematics, gate, fit)
 
 
-def _check_variations_and_gate(cfg: dict[str, Any], source: str) -> None:
-    """Variation types, options and names, at least one nuisance parameter, and the gate
-    settings: checked when the file is loaded, before any sample is read."""
-    from hepsafe.exceptions import TemplateError
-    from hepsafe.perturbation.variations import configured_sides
+def _typed(cfg: dict[str, Any], source: str, envelope: Envelope, region: Region,
+           systematics: tuple[Systematic, ...], gate: GateConfig, fit: FitSpec) -> RunConfig:
+    """The :class:`RunConfig` of a checked, completed configuration dict ``cfg``."""
+    tg = cfg["tagger"]
+    tagger = TaggerSpec(Path(tg["model"]), Path(tg["card"]) if "card" in tg else None,
+                        tg.get("providers", "auto"), tg.get("batch_size"))
+    samples = tuple(SampleSpec(s["name"], s["role"], tuple(s["files"]), s.get("label"),
+                               s.get("split", "all"), s.get("max_jets"), s.get("scale"))
+                    for s in cfg["samples"])
+    read = ReadOptions(cfg["format"], cfg["tree"], cfg["collection"], bool(cfg["puppi"]),
+                       int(cfg["read"]["step_size"]))
+    keys = {item["name"]: f"{key}/{i}" for key in ("variations", "attacks")
+            for i, item in enumerate(cfg[key])}
+    models = tuple(Path(a["model"]) if "model" in a else model_path("adversary_pfn")
+                   for a in cfg["attacks"] if "model" in a or a["type"] == "learned")
+    lo, hi = cfg["observable"]["range"]
+    observable = Observable(int(cfg["observable"]["bins"]), float(lo), float(hi))
+    env_file = Path(cfg["envelope"]["file"]) if "file" in cfg["envelope"] else None
+    return RunConfig(
+        raw=cfg, source=source, output=Path(cfg["output"]), seed=int(cfg["seed"]),
+        tagger=tagger, envelope=envelope, envelope_file=env_file, region=region,
+        samples=samples, control=cfg["control"], read=read, systematics=systematics,
+        systematic_keys=keys, attack_models=models, gate=gate, fit=fit,
+        observable=observable,
+        working_point=float(cfg["working_point"]["signal_efficiency"]),
+    )
+
+
+def _envelope(e: Mapping[str, Any]) -> Envelope:
+    """The run's envelope: from ``envelope/file`` or the uniform bounds given."""
+    if "file" in e:
+        return Envelope.from_json(e["file"])
+    return Envelope(pt=e["pt"], eta=e["eta"], phi=e["phi"])
+
+
+def _variations(cfg: dict[str, Any], source: str) -> tuple[Systematic, ...]:
+    """Each ``variations`` entry as a physics :class:`Systematic` (its type and options
+    checked; two-sided types give up and down), seeded with the run's seed; at least one
+    variation or attack."""
     from hepsafe.templates.booking import check_name
-    from hepsafe.validation.config import GateConfig
 
     if not cfg["variations"] and not cfg["attacks"]:
         raise ConfigError(f"{source}: keys 'variations' and 'attacks' are both empty: give at "
                           "least one (each becomes a nuisance parameter of the fit)")
+    out = []
     for i, item in enumerate(cfg["variations"]):
         try:
             check_name(item["name"], "variation")
-            configured_sides(item)
+            shifts = [PhysicsShift(reg, int(cfg["seed"]), opts)
+                      for _, reg, opts in configured_sides(copy.deepcopy(item))]
+            out.append(Systematic(item["name"], shifts[0],
+                                  shifts[1] if len(shifts) > 1 else None))
         except (ConfigError, TemplateError) as exc:
             raise ConfigError(f"{source}: key 'variations/{i}': {exc}") from exc
+    return tuple(out)
+
+
+def _attacks(cfg: dict[str, Any], envelope: Envelope) -> tuple[Systematic, ...]:
+    """Each ``attacks`` entry as a one-sided attack :class:`Systematic`. ``epsilon``
+    replaces the run's envelope by a uniform one of that size (the learned adversary keeps
+    the one it was trained in otherwise); ``seed`` defaults to the run's (not for the
+    learned adversary, which is trained); ``model`` is the learned adversary's file. The
+    other keys are the attack's options, checked when the run builds it."""
+    out = []
+    for item in cfg["attacks"]:
+        kind = item["type"]
+        options = copy.deepcopy({k: v for k, v in item.items() if k not in _ATTACK_KEYS})
+        if kind == "learned":
+            options.update({"model": item["model"]} if "model" in item else {})
+            default = None
+        else:
+            options["seed"] = int(item.get("seed", cfg["seed"]))
+            default = envelope
+        env = Envelope.uniform(item["epsilon"]) if "epsilon" in item else default
+        out.append(attack_systematic(item["name"], kind, item.get("target", "down"), env,
+                                     **options))
+    return tuple(out)
+
+
+def _gate(cfg: dict[str, Any], source: str) -> GateConfig:
+    """The gate settings, checked when the file is loaded, before any sample is read."""
     try:
-        GateConfig.from_dict(cfg["gate"])
+        return GateConfig.from_dict(copy.deepcopy(cfg["gate"]))
     except ConfigError as exc:
         raise ConfigError(f"{source}: key 'gate': {exc}") from exc
 
 
-def _check_fit(cfg: dict[str, Any], given: Any, source: str) -> None:
+def _fit(cfg: dict[str, Any], given: Any, systematics: tuple[Systematic, ...],
+         source: str) -> FitSpec:
     """``fit/symmetrize`` (the older key) folded into ``fit/missing_side``; ``refuse`` with
     one-sided entries (attacks always are) is an error here, before any work."""
-    from hepsafe.perturbation.variations import configured_sides
-
     fit = cfg["fit"]
     if "symmetrize" in fit:
         side = "mirror" if fit.pop("symmetrize") else "nominal"
@@ -187,13 +296,18 @@ def _check_fit(cfg: dict[str, Any], given: Any, source: str) -> None:
             raise ConfigError(f"{source}: keys 'fit/symmetrize' and 'fit/missing_side' "
                               "disagree; give 'fit/missing_side' alone")
         fit["missing_side"] = side
-    if fit["missing_side"] != "refuse":
-        return
-    one = [e["name"] for e in cfg["attacks"]]
-    one += [e["name"] for e in cfg["variations"] if len(configured_sides(e)) == 1]
-    if one:
-        raise ConfigError(f"{source}: key 'fit/missing_side': 'refuse', but {one} are "
-                          "one-sided (every attack is); use 'mirror' or 'nominal'")
+    if fit["missing_side"] == "refuse":
+        one = [s.name for s in systematics if s.kind == "attack"]
+        one += [s.name for s in systematics if s.kind == "variation" and s.down is None]
+        if one:
+            raise ConfigError(f"{source}: key 'fit/missing_side': 'refuse', but {one} are "
+                              "one-sided (every attack is); use 'mirror' or 'nominal'")
+    signal = tuple(s["name"] for s in cfg["samples"] if s["role"] == "signal")
+    workspace = WorkspaceConfig(
+        signal=signal, lumi=float(fit["lumi_uncertainty"]) or None,
+        missing_side=fit["missing_side"], merge_empty_bins=bool(fit["merge_empty_bins"]),
+    )
+    return FitSpec(workspace, bool(fit["skip"]))
 
 
 DEMO_CONFIG = DATA_DIR / "demo.yaml"

@@ -15,9 +15,9 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,20 +30,23 @@ from hepsafe.exceptions import (
     FitError,
     FitFailed,
     GateFailed,
+    InputError,
     MirrorWarning,
     TemplateError,
     WorkspaceError,
 )
 from hepsafe.fit import results as stats
 from hepsafe.fit import workspace as workspace
-from hepsafe.perturbation import variations as V
-from hepsafe.perturbation.envelope import Envelope
+from hepsafe.perturbation.shifts import Systematic, apply_shift
 from hepsafe.pipeline.config import RunConfig
 from hepsafe.pipeline.summary import summary_table
 from hepsafe.tagger.onnx import OnnxTagger
 from hepsafe.templates import booking as T
 from hepsafe.templates import files as templates_io
 from hepsafe.templates import hygiene as hygiene
+
+if TYPE_CHECKING:
+    from hepsafe.attacks.base import AttackInfo
 
 log = logging.getLogger("hepsafe.pipeline.runner")
 
@@ -63,7 +66,8 @@ class Sample:
 
 @dataclass
 class Varied:
-    """One variation or attack: its name, kind, and per-sample varied jets and scores."""
+    """One side of a variation or an attack: its name, kind, and per-sample varied jets and
+    scores; ``info``: what the attack did (None for a variation)."""
 
     name: str
     kind: str  # "variation" or "attack"
@@ -71,7 +75,7 @@ class Varied:
     jets: dict[str, JetBatch]
     scores: dict[str, np.ndarray]
     seconds: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: AttackInfo | None = None
     #: per sample, the varied jets inside the run's region, bool (n_jets,) (None: all)
     selected: dict[str, np.ndarray] | None = None
 
@@ -141,55 +145,31 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- inputs
+def read_sample(cfg: RunConfig, i: int) -> JetBatch:
+    """The jets of sample ``i``: its files read in chunks of ``read.step_size`` entries
+    (:func:`hepsafe.data.reading.read_selected`), cut by label, split and ``max_jets``,
+    weights times ``scale``. A sample left without jets is an InputError naming the key."""
+    from hepsafe.data.reading import read_selected
+
+    s, r = cfg.samples[i], cfg.read
+    files = list(s.files)
+    jets = read_selected(files, r.format, r.tree, s.label, s.split, s.max_jets, r.step_size,
+                         r.collection, r.puppi)
+    if jets is None:
+        raise InputError(f"{cfg.source}: key 'samples/{i}' ('{s.name}'): no jets selected "
+                         f"from {files}")
+    if cfg.region.jet_msoftdrop is not None and jets.msoftdrop is None:
+        raise ConfigError(f"{cfg.source}: key 'region/jet_msoftdrop': sample '{s.name}' has "
+                          f"no soft-drop mass (no branch {r.collection}_msoftdrop in {files})")
+    if s.scale is not None:
+        jets = jets.replace(weight=(jets.weight * s.scale).astype(np.float32))
+    return jets
+
+
 def load_samples(cfg: RunConfig) -> dict[str, Sample]:
-    """Read every configured sample (format, label, split, max_jets, weight scale), each
-    file in chunks of ``read/step_size`` entries (:func:`hepsafe.data.reading.sample_jets`)."""
-    from hepsafe.data.reading import sample_jets
-
-    return {s["name"]: Sample(s["name"], s["role"], sample_jets(cfg, i), list(s["files"]))
-            for i, s in enumerate(cfg["samples"])}
-
-
-def make_envelope(cfg: RunConfig) -> Envelope:
-    """The envelope of the run: from ``envelope/file`` or the uniform bounds given."""
-    e = cfg["envelope"]
-    if "file" in e:
-        return Envelope.from_json(e["file"])
-    return Envelope(pt=e["pt"], eta=e["eta"], phi=e["phi"])
-
-
-def make_attack(entry: dict[str, Any], tagger: OnnxTagger, envelope: Envelope, seed: int) -> Any:
-    """The attack object for a config entry (``type`` and its options).
-
-    ``epsilon`` replaces the run's envelope by a uniform one of that size. The learned
-    adversary is loaded from ``model`` (an ONNX graph + card written by
-    ``examples/train_adversary.py``); with the shipped PFN and no ``model``, the shipped
-    adversary ``hepsafe/models/adversary_pfn.onnx`` is used.
-    """
-    from hepsafe.attacks.registry import make_attack as factory
-
-    env = Envelope.uniform(entry["epsilon"]) if "epsilon" in entry else envelope
-    if entry["type"] == "learned":
-        from hepsafe.attacks.adversary.training import LearnedAdversary
-        from hepsafe.models import model_path
-
-        unknown = sorted(set(entry) - {"type", "name", "epsilon", "target", "model", "seed"})
-        if unknown:
-            raise ConfigError(f"attack 'learned': unknown option(s) {unknown}; known: "
-                              "['epsilon', 'target', 'model'] (the network is trained)")
-
-        model = entry.get("model")
-        if model is None:
-            if Path(tagger.path).resolve() != model_path("pfn").resolve():
-                raise ConfigError(
-                    "the learned adversary needs 'model', an adversary trained against this "
-                    "tagger (examples/train_adversary.py)"
-                )
-            model = str(model_path("adversary_pfn"))
-        return LearnedAdversary.load(model, tagger, env if "epsilon" in entry else None)
-    opts = {k: v for k, v in entry.items()
-            if k not in ("type", "name", "epsilon", "target", "model", "seed")}
-    return factory(entry["type"], tagger, env, seed=int(entry.get("seed", seed)), **opts)
+    """Read every configured sample (:func:`read_sample`), by name, in file order."""
+    return {s.name: Sample(s.name, s.role, read_sample(cfg, i), list(s.files))
+            for i, s in enumerate(cfg.samples)}
 
 
 # --------------------------------------------------------------------------- output dir
@@ -197,21 +177,15 @@ def run_inputs(cfg: RunConfig) -> list[Path]:
     """Every input file of the run: the configuration file, the samples, the tagger and its
     card, the envelope file, the attacks' models and cards (the output directory may be none
     of them nor contain any)."""
-    from hepsafe.models import model_path
     from hepsafe.tagger.card import card_path
 
     paths: list[str | Path] = [cfg.source] if Path(cfg.source).is_file() else []
-    paths += [f for s in cfg["samples"] for f in s["files"]]
-    tg = cfg["tagger"]
-    paths += [tg["model"], tg.get("card") or card_path(tg["model"])]
-    if "file" in cfg["envelope"]:
-        paths.append(cfg["envelope"]["file"])
-    for entry in cfg["attacks"]:
-        model = entry.get("model")
-        if model is None and entry["type"] == "learned":
-            model = model_path("adversary_pfn")
-        if model is not None:
-            paths += [model, card_path(model)]
+    paths += [f for s in cfg.samples for f in s.files]
+    paths += [cfg.tagger.model, cfg.tagger.card_file()]
+    if cfg.envelope_file is not None:
+        paths.append(cfg.envelope_file)
+    for model in cfg.attack_models:
+        paths += [model, card_path(model)]
     return [Path(p) for p in paths]
 
 
@@ -236,6 +210,38 @@ def region_masks(region: Region, jets: dict[str, JetBatch]) -> dict[str, np.ndar
     return {name: region.mask(j) for name, j in jets.items()}
 
 
+@contextlib.contextmanager
+def _named(cfg: RunConfig, syst: Systematic) -> Iterator[None]:
+    """A ConfigError inside the block names the systematic's key and name."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: key '{cfg.key_of(syst.name)}' ('{syst.name}'): "
+                          f"{exc}") from exc
+
+
+def _steps(systematics: Sequence[Systematic]) -> list[tuple[str, list[Systematic]]]:
+    """Progress steps: every physics variation in one, then one per attack."""
+    out = [("physics variations", [s for s in systematics if s.kind == "variation"])]
+    return out + [(f"attack {s.name}", [s]) for s in systematics if s.kind == "attack"]
+
+
+def _vary(cfg: RunConfig, syst: Systematic, direction: str, shift: Any,
+          samples: dict[str, Sample], tagger: OnnxTagger,
+          advance: Callable[[int], None]) -> Varied:
+    """One side of a systematic on every sample: varied jets, their scores, the region."""
+    t0 = time.perf_counter()
+    jets, scores = {}, {}
+    info = None
+    for name, s in samples.items():
+        with _named(cfg, syst):
+            jets[name], info = apply_shift(shift, s.jets, tagger)
+        scores[name] = tagger.predict(jets[name])
+        advance(1)
+    return Varied(syst.name, syst.kind, direction, jets, scores, time.perf_counter() - t0,
+                  info, region_masks(cfg.region, jets))
+
+
 def run(
     cfg: RunConfig, force: bool = False, quiet: bool = False, strict_gate: bool = False
 ) -> RunResult:
@@ -246,79 +252,44 @@ def run(
     :class:`FitFailed` is raised after it is in place.
     """
     from hepsafe.report import markdown as report
-    from hepsafe.report import plots as plots
+    from hepsafe.report.figures import write_figures
 
     t_start = time.perf_counter()
-    seed = int(cfg["seed"])
     target = cfg.output
     with output_dir(target, force, run_inputs(cfg), f"hepsafe run {cfg.source}") as out, \
             Progress(quiet) as progress:
-        tg = cfg["tagger"]
-        tagger = OnnxTagger(
-            tg["model"], card=tg.get("card"), providers=tg.get("providers", "auto"),
-            **({"batch_size": tg["batch_size"]} if "batch_size" in tg else {}),
-        )
-        envelope = make_envelope(cfg)
-        region = Region.from_dict(cfg["region"])
-        sides = {e["name"]: V.configured_sides(e) for e in cfg["variations"]}  # checked
-        attacks = []
-        for i, entry in enumerate(cfg["attacks"]):
-            try:
-                attacks.append((entry, make_attack(entry, tagger, envelope, seed)))
-            except ConfigError as exc:
-                raise ConfigError(f"{cfg.source}: key 'attacks/{i}' ('{entry['name']}'): "
-                                  f"{exc}") from exc
-        with progress.step("reading samples", len(cfg["samples"])) as adv:
+        tagger = cfg.tagger.build()
+        for syst in cfg.systematics:  # attacks are built (and their options checked) first
+            for _, shift in syst.shifts():
+                with _named(cfg, syst):
+                    prepare = getattr(shift, "prepare", None)
+                    if callable(prepare):
+                        prepare(tagger)
+        with progress.step("reading samples", len(cfg.samples)) as adv:
             samples = load_samples(cfg)
             adv(len(samples))
-        sig = [s for s in samples.values() if s.role == "signal"]
-        control = samples[cfg["control"]]
+        control = samples[cfg.control]
         with progress.step("nominal inference", len(samples)) as adv:
             nominal = {}
             for name, s in samples.items():
                 nominal[name] = tagger.predict(s.jets)
                 adv(1)
         varied: list[Varied] = []
-        n_var = sum(len(v) for v in sides.values())
-        with progress.step("physics variations", max(n_var, 1) * len(samples)) as adv:
-            for i, entry in enumerate(cfg["variations"]):
-                for direction, reg, options in sides[entry["name"]]:
-                    t0 = time.perf_counter()
-                    jets, scores = {}, {}
-                    for name, s in samples.items():
-                        try:
-                            jets[name] = V.apply_variation(reg, s.jets, seed=seed, **options)
-                        except ConfigError as exc:
-                            raise ConfigError(f"{cfg.source}: key 'variations/{i}' "
-                                              f"('{entry['name']}'): {exc}") from exc
-                        scores[name] = tagger.predict(jets[name])
-                        adv(1)
-                    varied.append(Varied(entry["name"], "variation", direction, jets, scores,
-                                         time.perf_counter() - t0,
-                                         {"registry": reg, **options},
-                                         region_masks(region, jets)))
-        for entry, attack in attacks:
-            with progress.step(f"attack {entry['name']}", len(samples)) as adv:
-                t0 = time.perf_counter()
-                jets, scores = {}, {}
-                for name, s in samples.items():
-                    jets[name] = attack(s.jets, entry.get("target", "down")).jets
-                    scores[name] = tagger.predict(jets[name])
-                    adv(1)
-                info = dict(attack.last_info.details) if attack.last_info else {}
-                varied.append(Varied(entry["name"], "attack", "up", jets, scores,
-                                     time.perf_counter() - t0, info,
-                                     region_masks(region, jets)))
+        for description, group in _steps(cfg.systematics):
+            n_shifts = sum(len(syst.shifts()) for syst in group)
+            with progress.step(description, max(n_shifts, 1) * len(samples)) as adv:
+                for syst in group:
+                    for direction, shift in syst.shifts():
+                        varied.append(_vary(cfg, syst, direction, shift, samples, tagger, adv))
 
         # gate on the control sample, for every variation and attack
-        gate_cfg = validate.GateConfig.from_dict(cfg["gate"]) if cfg["gate"] else None
         gates: dict[str, Any] = {}
         gate_reports: dict[str, validate.GateReport] = {}
         with progress.step("control-region gate", max(len(varied), 1)) as adv:
             for v in varied:
                 rep = validate.gate(
                     control.jets, v.jets[control.name], nominal[control.name],
-                    v.scores[control.name], config=gate_cfg,
+                    v.scores[control.name], config=cfg.gate,
                 )
                 gate_reports[v.key] = rep
                 gates[v.key] = rep.to_dict()
@@ -326,9 +297,8 @@ def run(
 
         # metrics at the working point of the first signal sample, set on its nominal jets
         # in the region
-        selected = region_masks(region, {n: s.jets for n, s in samples.items()})
-        thr, summary = summary_table(samples, nominal, selected, varied,
-                                     float(cfg["working_point"]["signal_efficiency"]))
+        selected = region_masks(cfg.region, {n: s.jets for n, s in samples.items()})
+        thr, summary = summary_table(samples, nominal, selected, varied, cfg.working_point)
         for row in summary[1:]:
             rep = gate_reports[row["name"]]
             row["gate"] = "pass" if rep.passed else "FAIL"
@@ -340,9 +310,7 @@ def run(
         nominal_sr = {n: nominal[n][selected[n]] for n in samples}
         varied_sr = [v.in_region() for v in varied]
         with progress.step("templates and pyhf fit", 2) as adv:
-            lo, hi = cfg["observable"]["range"]
-            edges = np.linspace(lo, hi, int(cfg["observable"]["bins"]) + 1)
-            h = T.book(edges, observable="score", label=f"{tagger.name} score")
+            h = T.book(cfg.observable.edges(), observable="score", label=f"{tagger.name} score")
             for name in samples:
                 h = T.fill(h, nominal_sr[name], name, NOMINAL,
                            weight=in_sr[name].jets.weight, clip=True)
@@ -353,7 +321,7 @@ def run(
             templates_io.write_templates(templates, out / "templates.root")
             templates_io.write_templates(templates, out / "templates.json")
             adv(1)
-            fitted, fit_note = fit_run(templates, cfg, tuple(s.name for s in sig))
+            fitted, fit_note = fit_run(templates, cfg)
             if fitted is not None:
                 stats.write_fit_outputs(fitted, out)
             adv(1)
@@ -362,11 +330,11 @@ def run(
         write_json(out / "gate.json", gates)
         write_json(out / "summary.json", summary)
         with progress.step("plots and report", 1) as adv:
-            figures = plots.make_all(
+            figures = write_figures(
                 out, samples, nominal, varied, gate_reports, fit_report, thr, control.name,
-                region=(in_sr, nominal_sr, varied_sr) if region.cuts else None,
+                region=(in_sr, nominal_sr, varied_sr) if cfg.region.cuts else None,
             )
-            provenance = make_provenance(cfg, samples, tagger, seed)
+            provenance = make_provenance(cfg, samples, tagger, cfg.seed)
             provenance["seconds"] = {v.key: round(v.seconds, 2) for v in varied}
             write_json(out / "provenance.json", provenance)
             report.write_reports(out, cfg, summary, gate_reports, fit_report, figures,
@@ -376,7 +344,7 @@ def run(
     elapsed = time.perf_counter() - t_start
     log.info("run finished in %.1f s: %s", elapsed, target)
     result = RunResult(target, summary, gates, fit_report, files)
-    if fitted is None and not cfg["fit"]["skip"]:
+    if fitted is None and not cfg.fit.skip:
         raise FitFailed(f"{cfg.source}: {fit_note} (every other output is in {target}; "
                         "remedies: docs/RUN.md, section fit)", result)
     if strict_gate and any(r.get("gate") == "FAIL" for r in summary):
@@ -386,18 +354,18 @@ def run(
     return result
 
 
-def workspace_config(cfg: RunConfig, signal: tuple[str, ...]) -> workspace.WorkspaceConfig:
-    """How the run's templates become a pyhf model: the POI scales the ``signal`` samples;
-    ``fit/lumi_uncertainty`` (0: none), ``fit/missing_side``, ``fit/merge_empty_bins``."""
-    fc = cfg["fit"]
-    return workspace.WorkspaceConfig(
-        signal=signal, lumi=float(fc["lumi_uncertainty"]) or None,
-        missing_side=fc["missing_side"], merge_empty_bins=bool(fc["merge_empty_bins"]),
-    )
+def workspace_config(
+    cfg: RunConfig, signal: tuple[str, ...] | None = None
+) -> workspace.WorkspaceConfig:
+    """How the run's templates become a pyhf model (``cfg.fit.workspace``): the POI scales
+    the ``signal`` samples (None: the configuration's), ``fit/lumi_uncertainty`` (0: none),
+    ``fit/missing_side``, ``fit/merge_empty_bins``."""
+    wcfg = cfg.fit.workspace
+    return wcfg if signal is None else replace(wcfg, signal=tuple(signal))
 
 
 def fit_run(
-    templates: T.Templates, cfg: RunConfig, signal: tuple[str, ...]
+    templates: T.Templates, cfg: RunConfig, signal: tuple[str, ...] | None = None
 ) -> tuple[stats.FitOutputs | None, str]:
     """The run's fit of ``templates`` as configured under ``fit``: (outputs, "") when done,
     (None, why) when skipped or impossible (empty background bins, ...).
@@ -406,7 +374,7 @@ def fit_run(
     adding every variation and attack; the data are the Asimov data set at mu = 1.
     One-sided variations are declared so by the configuration, so mirroring them is silent.
     """
-    if cfg["fit"]["skip"]:
+    if cfg.fit.skip:
         return None, "skipped (fit: {skip: true})"
     wcfg = workspace_config(cfg, signal)
     try:
