@@ -103,7 +103,8 @@ def merge_cells(
 
     def key(c: np.ndarray, i_eta: np.ndarray, i_phi: np.ndarray) -> np.ndarray:
         # unique per (calo, i_eta, i_phi): |i_eta| < 500, i_phi < 1000
-        return (c * 1000 + (i_eta + 500)) * 1000 + i_phi
+        out: np.ndarray = (c * 1000 + (i_eta + 500)) * 1000 + i_phi
+        return out
 
     keys = key(calo.astype(np.int64), ce, cp)
     # an ECAL deposit in the middle crystal of a tower that holds a neutral hadron joins it

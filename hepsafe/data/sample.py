@@ -56,7 +56,8 @@ def load_sample(split: str | None = None, path: str | os.PathLike[str] | None = 
 
 def sample_card(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The dataset card (JSON) of the shipped sample, or of the card at ``path``."""
-    return json.loads(Path(path or SAMPLE_CARD).read_text())
+    card: dict[str, Any] = json.loads(Path(path or SAMPLE_CARD).read_text())
+    return card
 
 
 

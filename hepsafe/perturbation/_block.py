@@ -4,6 +4,7 @@ the envelope, the perturbed kinematics and their trigonometry."""
 from __future__ import annotations
 
 import math
+from typing import Literal, TypedDict
 
 import numba as nb
 import numpy as np
@@ -28,8 +29,18 @@ from hepsafe.perturbation._scalar import (
 _BLOCK = 2048
 _EXP_MAX = 5.5  #: |x| up to which _exp_small is used (beyond: libm exp, in a scalar pass)
 _SMALL_T = 0.0625  #: |eta shift| up to which cosh/sinh come from the addition theorem
-_NJIT = {"cache": True, "error_model": "numpy"}
-_INLINE = {"cache": True, "error_model": "numpy", "inline": "always"}
+
+
+class _JitOptions(TypedDict, total=False):
+    """Options of ``numba.njit`` shared by the kernels."""
+
+    cache: bool
+    error_model: Literal["python", "numpy"]
+    inline: Literal["never", "always"]
+
+
+_NJIT: _JitOptions = {"cache": True, "error_model": "numpy"}
+_INLINE: _JitOptions = {"cache": True, "error_model": "numpy", "inline": "always"}
 # scratch rows: delta (pt, eta, phi), its bounds, m^2, input cosh/sinh eta, perturbed
 # eta/phi and their cosh/sinh/sin/cos, perturbed pT/energy, kept (1/0), four-momentum
 # terms (E, px, py, pz), gradients (m^2: pt, eta, phi; pT: pt, phi), reference terms,
@@ -39,7 +50,7 @@ _ETA, _PHI, _CETA, _SETA, _CPHI, _SPHI, _PT, _E, _KEEP = 9, 10, 11, 12, 13, 14, 
 _T, _GM0, _GM1, _GM2, _GP0, _GP2, _R, _A, _NROWS = 18, 22, 23, 24, 25, 26, 27, 31, 34
 
 
-@nb.njit(inline="always", **_NJIT)
+@nb.njit(**_INLINE)
 def _exp_small(x: float) -> float:
     """exp(x) for |x| <= _EXP_MAX, branch-free: Taylor series of exp(x/8), cubed-squared."""
     y = x * 0.125
@@ -64,13 +75,15 @@ def _exp_small(x: float) -> float:
     return p * p
 
 
-@nb.njit(inline="always", **_NJIT)
-def _pick(c, x0, x1, x2, x3):
+@nb.njit(**_INLINE)
+def _pick(c: int, x0: float, x1: float, x2: float, x3: float) -> float:
     return x0 if c == 0 else (x1 if c == 1 else (x2 if c == 2 else x3))
 
 
 @nb.njit(**_NJIT)
-def _load(lo, hi, pt, eta, phi, energy, cls, dflat, bnd, w):
+def _load(lo: int, hi: int, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+          energy: np.ndarray, cls: np.ndarray, dflat: np.ndarray, bnd: np.ndarray,
+          w: np.ndarray) -> int:
     """Flat range [lo, hi): deltas clipped to the box (bounds ``bnd``, 12 values class x
     coordinate), constituent masses squared and cosh/sinh of the input eta. Returns the
     number of constituents with a non-finite input or delta."""
@@ -124,7 +137,8 @@ def _load(lo, hi, pt, eta, phi, energy, cls, dflat, bnd, w):
 
 
 @nb.njit(**_NJIT)
-def _bad_flags(s, e, pt, eta, phi, energy, dflat):
+def _bad_flags(s: int, e: int, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+               energy: np.ndarray, dflat: np.ndarray) -> int:
     """FLAG_BAD_* bits of the constituents [s, e)."""
     fl = 0
     for k in range(s, e):
@@ -138,7 +152,8 @@ def _bad_flags(s, e, pt, eta, phi, energy, dflat):
 
 
 @nb.njit(**_INLINE)
-def _trig(lo, hi, base, eta, phi, w):
+def _trig(lo: int, hi: int, base: int, eta: np.ndarray, phi: np.ndarray,
+          w: np.ndarray) -> None:
     """Perturbed eta and phi of constituents [lo, hi), rounded to float32 as they will be
     stored, and their hyperbolic/trigonometric functions (cosh/sinh by the addition theorem
     from the input's when the eta shift is small)."""

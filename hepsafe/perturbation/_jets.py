@@ -13,7 +13,8 @@ from hepsafe.perturbation._scalar import _clip, _phi32, _sincos
 
 # ---------------------------------------------------------------------- box projection
 @nb.njit(cache=True, error_model="numpy")
-def _clip_kernel(delta, cls, bounds, out):
+def _clip_kernel(delta: np.ndarray, cls: np.ndarray, bounds: np.ndarray,
+                 out: np.ndarray) -> int:
     for k in range(delta.shape[0]):
         c = cls[k]
         for q in range(3):
@@ -42,7 +43,8 @@ def clip_delta(
 
 # ---------------------------------------------------------------------- jet observables
 @nb.njit(cache=True, error_model="numpy")
-def _jet_kernel(offsets, pt, eta, phi, energy, mask, out):
+def _jet_kernel(offsets: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+                energy: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
     for j in range(offsets.shape[0] - 1):
         e = px = py = pz = 0.0
         for k in range(offsets[j], offsets[j + 1]):
@@ -57,7 +59,7 @@ def _jet_kernel(offsets, pt, eta, phi, energy, mask, out):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _store_jet(j, e, px, py, pz, out):
+def _store_jet(j: int, e: float, px: float, py: float, pz: float, out: np.ndarray) -> None:
     ptj = math.sqrt(px * px + py * py)
     out[0, j] = ptj
     out[1, j] = math.asinh(pz / ptj) if ptj > 0 else 0.0
@@ -85,7 +87,7 @@ def jet_observables(
 
 # ---------------------------------------------------------------------- the analysis' jets
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _scaled(x, r, add):
+def _scaled(x: np.float32, r: float, add: float) -> np.float32:
     """float32 ``x * r + add``, where r == 1 and add == 0 return ``x`` itself (bit for bit,
     signed zeros included)."""
     if r == 1.0 and add == 0.0:
@@ -94,7 +96,8 @@ def _scaled(x, r, add):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _rescale_kernel(jet, nominal, varied, msd, out, msd_out):
+def _rescale_kernel(jet: np.ndarray, nominal: np.ndarray, varied: np.ndarray, msd: np.ndarray,
+                    out: np.ndarray, msd_out: np.ndarray) -> None:
     for j in range(jet.shape[1]):
         pt0 = np.float64(nominal[0, j])
         pt1 = np.float64(varied[0, j])

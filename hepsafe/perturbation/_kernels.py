@@ -62,7 +62,9 @@ from hepsafe.perturbation._scalar import FLAG_PT as FLAG_PT
 
 
 @nb.njit(**_NJIT)
-def _store(lo, hi, w, pt_out, eta_out, phi_out, e_out, mask_out, d_out):
+def _store(lo: int, hi: int, w: np.ndarray, pt_out: np.ndarray, eta_out: np.ndarray,
+           phi_out: np.ndarray, e_out: np.ndarray, mask_out: np.ndarray,
+           d_out: np.ndarray) -> None:
     """Write a block's scratch state [lo, hi) to the float32 outputs."""
     ulo = np.uint64(lo)
     for j in range(hi - lo):
@@ -79,7 +81,7 @@ def _store(lo, hi, w, pt_out, eta_out, phi_out, e_out, mask_out, d_out):
 
 
 @nb.njit(**_NJIT)
-def _blocks(offsets):
+def _blocks(offsets: np.ndarray) -> np.ndarray:
     """Jet indices splitting the jets into blocks of about _BLOCK constituents (at least one
     jet each): block b holds jets [blocks[b], blocks[b + 1])."""
     n_jets = offsets.shape[0] - 1
@@ -98,9 +100,13 @@ def _blocks(offsets):
 
 
 @nb.njit(**_NJIT)
-def _apply_block(j0, j1, offsets, pt, eta, phi, energy, mask, cls, dflat, bnd, min_pt,
-                 preserve_pt, preserve_mass, tol, max_iter, pt_out, eta_out, phi_out, e_out,
-                 mask_out, d_out, jet_out, flags, w):
+def _apply_block(j0: int, j1: int, offsets: np.ndarray, pt: np.ndarray, eta: np.ndarray,
+                 phi: np.ndarray, energy: np.ndarray, mask: np.ndarray, cls: np.ndarray,
+                 dflat: np.ndarray, bnd: np.ndarray, min_pt: float, preserve_pt: bool,
+                 preserve_mass: bool, tol: tuple[float, float, float], max_iter: int,
+                 pt_out: np.ndarray, eta_out: np.ndarray, phi_out: np.ndarray,
+                 e_out: np.ndarray, mask_out: np.ndarray, d_out: np.ndarray,
+                 jet_out: np.ndarray, flags: np.ndarray, w: np.ndarray) -> None:
     """Jets [j0, j1): apply, restore, write outputs. ``tol`` = (pt_tol, mass_tol, mass_atol);
     ``w`` is this worker's scratch."""
     pt_tol, mass_tol, mass_atol = tol
@@ -139,7 +145,7 @@ def _apply_block(j0, j1, offsets, pt, eta, phi, energy, mask, cls, dflat, bnd, m
 
 
 @nb.njit(**_NJIT)
-def _scratch(offsets, n_workers):
+def _scratch(offsets: np.ndarray, n_workers: int) -> np.ndarray:
     """Zeroed scratch, one (rows, size) slab per worker."""
     size = _BLOCK
     for j in range(offsets.shape[0] - 1):
@@ -148,9 +154,13 @@ def _scratch(offsets, n_workers):
 
 
 @nb.njit(**_NJIT)
-def _apply_kernel(blocks, offsets, pt, eta, phi, energy, mask, cls, dflat, bnd, min_pt,
-                  preserve_pt, preserve_mass, tol, max_iter, pt_out, eta_out, phi_out, e_out,
-                  mask_out, d_out, jet_out, flags):
+def _apply_kernel(blocks: np.ndarray, offsets: np.ndarray, pt: np.ndarray, eta: np.ndarray,
+                  phi: np.ndarray, energy: np.ndarray, mask: np.ndarray, cls: np.ndarray,
+                  dflat: np.ndarray, bnd: np.ndarray, min_pt: float, preserve_pt: bool,
+                  preserve_mass: bool, tol: tuple[float, float, float], max_iter: int,
+                  pt_out: np.ndarray, eta_out: np.ndarray, phi_out: np.ndarray,
+                  e_out: np.ndarray, mask_out: np.ndarray, d_out: np.ndarray,
+                  jet_out: np.ndarray, flags: np.ndarray) -> None:
     w = _scratch(offsets, 1)[0]
     for b in range(blocks.shape[0] - 1):
         _apply_block(blocks[b], blocks[b + 1], offsets, pt, eta, phi, energy, mask, cls,
@@ -159,9 +169,15 @@ def _apply_kernel(blocks, offsets, pt, eta, phi, energy, mask, cls, dflat, bnd, 
 
 
 @nb.njit(parallel=True, **_NJIT)
-def _apply_kernel_parallel(blocks, offsets, pt, eta, phi, energy, mask, cls, dflat, bnd,
-                           min_pt, preserve_pt, preserve_mass, tol, max_iter, pt_out, eta_out,
-                           phi_out, e_out, mask_out, d_out, jet_out, flags, n_workers):
+def _apply_kernel_parallel(blocks: np.ndarray, offsets: np.ndarray, pt: np.ndarray,
+                           eta: np.ndarray, phi: np.ndarray, energy: np.ndarray,
+                           mask: np.ndarray, cls: np.ndarray, dflat: np.ndarray,
+                           bnd: np.ndarray, min_pt: float, preserve_pt: bool,
+                           preserve_mass: bool, tol: tuple[float, float, float],
+                           max_iter: int, pt_out: np.ndarray, eta_out: np.ndarray,
+                           phi_out: np.ndarray, e_out: np.ndarray, mask_out: np.ndarray,
+                           d_out: np.ndarray, jet_out: np.ndarray, flags: np.ndarray,
+                           n_workers: int) -> None:
     """As _apply_kernel, the blocks dealt round-robin to ``n_workers`` threads. Each jet's
     result is the same whichever worker computes it."""
     n_blocks = blocks.shape[0] - 1

@@ -46,7 +46,8 @@ from hepsafe.perturbation._scalar import (
 
 
 @nb.njit(**_INLINE)
-def _terms(lo, hi, base, pt, mask, min_pt, w):
+def _terms(lo: int, hi: int, base: int, pt: np.ndarray, mask: np.ndarray, min_pt: float,
+           w: np.ndarray) -> None:
     """Perturbed constituent pT and energy (float32-rounded), kept status (1/0), and each
     kept constituent's four-momentum (E, px, py, pz) in rows _T.._T+3 (zero if not kept)."""
     ub = np.uint64(base)
@@ -67,7 +68,8 @@ def _terms(lo, hi, base, pt, mask, min_pt, w):
 
 
 @nb.njit(**_NJIT)
-def _ref_terms(lo, hi, pt, phi, mask, w):
+def _ref_terms(lo: int, hi: int, pt: np.ndarray, phi: np.ndarray, mask: np.ndarray,
+               w: np.ndarray) -> None:
     """Four-momentum of each kept input constituent (energy at its clipped mass)."""
     ulo = np.uint64(lo)
     for j in range(hi - lo):
@@ -84,7 +86,8 @@ def _ref_terms(lo, hi, pt, phi, mask, w):
 
 
 @nb.njit(**_INLINE)
-def _sum4(lo, hi, base, w, row):
+def _sum4(lo: int, hi: int, base: int, w: np.ndarray,
+          row: int) -> tuple[float, float, float, float]:
     """Sequential sums of rows row..row+3 over [lo, hi): a jet's (E, px, py, pz)."""
     e = px = py = pz = 0.0
     for j in range(lo - base, hi - base):
@@ -97,7 +100,7 @@ def _sum4(lo, hi, base, w, row):
 
 
 @nb.njit(**_INLINE)
-def _sum3(lo, hi, base, w, row):
+def _sum3(lo: int, hi: int, base: int, w: np.ndarray, row: int) -> tuple[float, float, float]:
     """Sequential sums of rows row..row+2 over [lo, hi)."""
     x = y = z = 0.0
     for j in range(lo - base, hi - base):
@@ -109,7 +112,8 @@ def _sum3(lo, hi, base, w, row):
 
 
 @nb.njit(**_INLINE)
-def _solve(a11, a12, a22, use_m, use_pt, rm, rp):
+def _solve(a11: float, a12: float, a22: float, use_m: bool, use_pt: bool, rm: float,
+           rp: float) -> tuple[float, float]:
     """Coefficients (a, c) of the minimal-norm step x = a*gm + c*gp with gm.x = rm (when
     ``use_m``) and gp.x = rp (when ``use_pt``), from the Gram matrix of gm and gp."""
     if use_m and use_pt and a11 > 0.0 and a22 > 0.0:
@@ -124,7 +128,7 @@ def _solve(a11, a12, a22, use_m, use_pt, rm, rp):
 
 
 @nb.njit(**_INLINE)
-def _free(d, b, x):
+def _free(d: float, b: float, x: float) -> float:
     """1.0 if a coordinate may move, else 0.0: it may not when its bound is zero or when it
     sits at a bound and ``x`` points outwards (branch-free)."""
     lim = b * (1.0 - 1e-12)
@@ -133,7 +137,8 @@ def _free(d, b, x):
 
 
 @nb.njit(**_INLINE)
-def _gram(w, i, f0, f1, f2, gm0, gm1, gm2, gp0, gp2):
+def _gram(w: np.ndarray, i: np.uint64, f0: float, f1: float, f2: float, gm0: float, gm1: float,
+          gm2: float, gp0: float, gp2: float) -> None:
     """One constituent's terms of the Gram matrix of the gradients gm (jet m^2) and gp (jet
     pT) into rows _A.._A+2 (a11, a12, a22), coordinate k counted when its flag fk is 1.0."""
     w[_A, i] = f0 * gm0 * gm0 + f1 * gm1 * gm1 + f2 * gm2 * gm2
@@ -142,7 +147,7 @@ def _gram(w, i, f0, f1, f2, gm0, gm1, gm2, gp0, gp2):
 
 
 @nb.njit(**_INLINE)
-def _moved(d, b, du, x):
+def _moved(d: float, b: float, du: float, x: float) -> float:
     """Coordinate ``d`` (bound ``b``) moved by ``du`` bounds and clipped to [-b, b], or left
     at ``d`` when it is not free to move along the first-pass step ``x`` (see _free)."""
     u = min(max(d / b + du, -1.0), 1.0) * b
@@ -150,7 +155,8 @@ def _moved(d, b, du, x):
 
 
 @nb.njit(**_INLINE)
-def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
+def _newton_step(lo: int, hi: int, base: int, w: np.ndarray, e: float, px: float, py: float,
+                 pz: float, use_m: bool, rm: float, use_pt: bool, rp: float) -> bool:
     """One Gauss-Newton step for the jet [lo, hi) in the envelope-normalised coordinates
     u = delta / bound: change the jet mass squared by ``rm`` [GeV^2] and the jet pT by ``rp``
     [GeV] (a constraint not used is left free; a zero residual holds it to first order),
@@ -207,8 +213,11 @@ def _newton_step(lo, hi, base, w, e, px, py, pz, use_m, rm, use_pt, rp):
 
 
 @nb.njit(**_NJIT)
-def _restore(lo, hi, base, pt, eta, phi, mask, min_pt, pt_ref, m_ref, preserve_pt,
-             preserve_mass, pt_tol, mass_tol, mass_atol, max_iter, e, px, py, pz, w):
+def _restore(lo: int, hi: int, base: int, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+             mask: np.ndarray, min_pt: float, pt_ref: float, m_ref: float, preserve_pt: bool,
+             preserve_mass: bool, pt_tol: float, mass_tol: float, mass_atol: float,
+             max_iter: int, e: float, px: float, py: float, pz: float,
+             w: np.ndarray) -> tuple[float, float, float, float]:
     """Bring the jet [lo, hi) back within tolerance of (pt_ref, m_ref) without leaving the
     envelope: a coherent constituent pT scale (each constituent clipped to its bound), then,
     where that is not enough, Gauss-Newton steps on pT and mass. Starts from the jet sums

@@ -50,7 +50,9 @@ def _unit(h: np.uint64) -> float:
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _random_kernel(seed, stream, event, jet_index, offsets, normal, out):
+def _random_kernel(seed: np.uint64, stream: np.uint64, event: np.ndarray,
+                   jet_index: np.ndarray, offsets: np.ndarray, normal: bool,
+                   out: np.ndarray) -> None:
     n_jets = offsets.shape[0] - 1
     for j in range(n_jets):
         ev = np.uint64(event[j])

@@ -42,7 +42,8 @@ def _select(p: Perturber, particle_class: str) -> np.ndarray:
         )
     if particle_class == "all":
         return np.ones(p.n_constituents, dtype=bool)
-    return p.classes == PARTICLE_CLASSES.index(particle_class)
+    selected: np.ndarray = p.classes == PARTICLE_CLASSES.index(particle_class)
+    return selected
 
 
 def _perturber(jets: JetBatch) -> Perturber:
