@@ -82,7 +82,7 @@ class AdversarialProcessor(processor.ProcessorABC):
         return accumulator
 
 
-def canonical(h: hist.Hist, variations: list[str] | None = None) -> hist.Hist:
+def canonical(h: T.WeightHist, variations: list[str] | None = None) -> T.WeightHist:
     """A copy of a template histogram with samples sorted and variations in the order
     ``variations`` (others after them, in their order)."""
     samples = sorted(str(s) for s in h.axes[1])

@@ -14,9 +14,11 @@ if TYPE_CHECKING:
         save_figure,
         write_figures,
     )
+
+    # the function markdown() is left out here: for a type checker, hepsafe.report.markdown
+    # is the module (as `from hepsafe.report import markdown` gives it)
     from hepsafe.report.markdown import (
         SUMMARY_COLUMNS,
-        markdown,
         summary_rows,
         summary_text,
         write_reports,

@@ -24,9 +24,12 @@ if TYPE_CHECKING:
 class SampleLike(Protocol):
     """A sample of a run: its name, role (``signal``, ``background``) and nominal jets."""
 
-    name: str
-    role: str
-    jets: JetBatch
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def jets(self) -> JetBatch: ...
 
 
 class VariedLike(Protocol):
@@ -34,9 +37,10 @@ class VariedLike(Protocol):
 
     @property
     def key(self) -> str: ...
-
-    jets: Mapping[str, JetBatch]
-    scores: Mapping[str, np.ndarray]
+    @property
+    def jets(self) -> Mapping[str, JetBatch]: ...
+    @property
+    def scores(self) -> Mapping[str, np.ndarray]: ...
 
 
 #: line colours of the variations (no grey: the nominal is the grey fill)

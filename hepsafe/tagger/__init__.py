@@ -43,9 +43,10 @@ if TYPE_CHECKING:
         TrainConfig,
         TrainResult,
         default_config,
-        train,
         train_reference,
     )
+    # the function train() is left out here: for a type checker, hepsafe.tagger.train is
+    # the module (as `from hepsafe.tagger import train` gives it once the module is loaded)
 
 #: public name -> the module that defines it
 _EXPORTS = {

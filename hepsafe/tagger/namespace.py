@@ -4,7 +4,7 @@ angle wrapping) whose torch gradients stay finite."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,26 @@ class Namespace:
     name = "abstract"
     float32: Any
     float64: Any
+    bool_: Any
+    # the array functions of _FUNCTIONS (set per instance) and the helpers of both backends
+    where: Callable[..., Any]
+    log: Callable[..., Any]
+    sqrt: Callable[..., Any]
+    sin: Callable[..., Any]
+    cos: Callable[..., Any]
+    sinh: Callable[..., Any]
+    arcsinh: Callable[..., Any]
+    arctan2: Callable[..., Any]
+    floor: Callable[..., Any]
+    matmul: Callable[..., Any]
+    asarray: Callable[[Any], Any]
+    sum: Callable[..., Any]
+    stack: Callable[..., Any]
+    swap_last: Callable[[Any], Any]
+    shape: Callable[[Any], tuple[int, ...]]
+    dtype: Callable[[Any], Any]
+    is_bool: Callable[[Any], bool]
+    zeros: Callable[[tuple[int, ...], Any], Any]
 
     def astype(self, x: Any, dtype: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hepsafe import data as datasets
 from hepsafe._files import atomic_path, sha256sum, write_json
@@ -232,7 +233,7 @@ def _to_onnx(net: Any, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> A
     inits: list[Any] = []
     nodes: list[Any] = []
 
-    def const(name: str, a: np.ndarray, dtype: Any = np.float32) -> str:
+    def const(name: str, a: npt.ArrayLike, dtype: Any = np.float32) -> str:
         inits.append(numpy_helper.from_array(np.asarray(a, dtype=dtype), name))
         return name
 
