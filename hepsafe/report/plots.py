@@ -189,10 +189,3 @@ def impacts(fit: Mapping[str, Any], ax: Sequence[Axes] | None = None) -> Figure:
     a2.set_xlabel("impact on mu")
     a2.legend(loc="lower right")
     return fig
-
-
-def make_all(*args: Any, **kwargs: Any) -> list[str]:
-    """The former name of :func:`hepsafe.report.figures.write_figures` (it writes files)."""
-    from hepsafe.report.figures import write_figures
-
-    return write_figures(*args, **kwargs)
