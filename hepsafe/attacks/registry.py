@@ -59,7 +59,7 @@ def _learned() -> type[Attack]:
     if cls is None:
         raise ConfigError("attack 'learned': hepsafe.attacks.adversary.training has no class "
                           "'LearnedAdversary'")
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def attack_class(kind: str) -> type[Attack]:
@@ -92,10 +92,10 @@ def _load_learned(cls: Any, tagger: OnnxTagger, envelope: Envelope | None,
             raise ConfigError("attack 'learned' needs option 'model', an adversary trained "
                               "against this tagger (examples/train_adversary.py)")
         model = model_path("adversary_pfn")
-    return cls.load(model, tagger, envelope)  # type: ignore[no-any-return]
+    return cls.load(model, tagger, envelope)
 
 
-def _check_options(kind: str, cls: type, options: dict[str, Any]) -> None:
+def _check_options(kind: str, cls: type[Any], options: dict[str, Any]) -> None:
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

@@ -30,7 +30,7 @@ under dask-awkward (:meth:`AdversarialSystematics.table_of`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import awkward as ak
 import hist
@@ -123,7 +123,7 @@ class AdversarialSystematics:
                               "'jet_mass' is the mass window)")
         if mass_window is not None:
             try:
-                region = Region(jet_mass=tuple(mass_window))
+                region = Region(jet_mass=cast("tuple[float, float]", tuple(mass_window)))
             except (ConfigError, TypeError, ValueError) as exc:
                 raise ConfigError(f"option 'mass_window': expected (low, high) in GeV, got "
                                   f"{mass_window!r}") from exc
@@ -258,7 +258,7 @@ class AdversarialSystematics:
             if variation == T.NOMINAL:
                 rec = table["nominal"]
             else:
-                name, side = T.split_variation(variation)
+                name, side = cast("tuple[str, str]", T.split_variation(variation))
                 rec = table["systematics", name, side]
             msd = rec["msoftdrop"] if "msoftdrop" in rec.fields else None
             keep = self.region.select(rec["pt"], rec["mass"], msd, "the table's jets")

@@ -132,7 +132,7 @@ class Progress:
             self._bar.__exit__(*exc)
 
     @contextlib.contextmanager
-    def step(self, description: str, total: int = 1) -> Iterator[Callable[[int], None]]:
+    def step(self, description: str, total: int = 1) -> Iterator[Callable[..., None]]:
         """A step with ``total`` units; yields ``advance(n)``."""
         if self._bar is None:
             yield lambda n=1: None

@@ -187,7 +187,7 @@ class OnnxTagger:
             if s.kind == "mask":
                 out[s.name] = ns.astype(mask, f32)
                 continue
-            cut = {k: padded[k][:, :n] if padded.get(k) is not None else None
+            cut: dict[str, Any] = {k: padded[k][:, :n] if padded.get(k) is not None else None
                    for k in ("pt", "eta", "phi", "energy", "charge")}
             if s.kind == "constituent":
                 x = F.constituent_features(ns, s.features, cut["pt"], cut["eta"], cut["phi"],
@@ -195,9 +195,8 @@ class OnnxTagger:
             else:
                 # jet features do not depend on padding: drop columns that are padding for all
                 used = _used_columns(ns, mask)
-                x = F.jet_features(ns, s.features, *(cut[k][:, :used] for k in
-                                                     ("pt", "eta", "phi", "energy")),
-                                   mask[:, :used])
+                pt, eta, phi, energy = (cut[k][:, :used] for k in ("pt", "eta", "phi", "energy"))
+                x = F.jet_features(ns, s.features, pt, eta, phi, energy, mask[:, :used])
             out[s.name] = ns.astype(x, f32)
         return out
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -396,7 +396,10 @@ class OnnxAdversary(AdversaryNetwork):
                             "the file (card and model do not belong together)")
         env = envelope if envelope is not None else Envelope.from_dict(self.card["envelope"])
         keep = tuple(self.card["preserve"]) if preserve is None else tuple(preserve)
-        super().__init__(tagger, env, keep, batch_size, int(self.card["training"].get("seed", 0)))
+        # without a tagger the base class keeps None: this class checks for it where it
+        # needs one (resolve_target)
+        super().__init__(cast(OnnxTagger, tagger), env, keep, batch_size,
+                         int(self.card["training"].get("seed", 0)))
         tcard = self.card["tagger"]
         if tagger is not None and tcard.get("sha256") not in (None, sha256sum(tagger.path)):
             raise ModelError(f"{self.path}: trained against tagger '{tcard.get('name')}' "

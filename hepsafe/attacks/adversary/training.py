@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class LearnedAdversary(AdversaryNetwork):
         self.n_max = int(cfg.n_max if cfg.n_max is not None else tagger.n_max)
         self.features = tuple(cfg.features)
         self.net: Any = None
-        self.direction = None
+        self.direction: float | None = None
         self.history: list[dict[str, Any]] = []
         self.gate_report: GateReport | None = None
         self.record: dict[str, Any] = {}
@@ -244,7 +244,8 @@ class LearnedAdversary(AdversaryNetwork):
         """Gate on the held-out background (``nominal``: the held-out jets through the
         kernels at zero delta, ``scores0`` their scores) and the held-out signal efficiency
         at ``threshold``."""
-        pert = AdversaryNetwork.__call__(self, holdout, "down" if self.direction < 0 else "up")
+        direction = cast(float, self.direction)  # set by fit() before it evaluates
+        pert = AdversaryNetwork.__call__(self, holdout, "down" if direction < 0 else "up")
         scores1 = self.tagger.predict(pert.jets)
         report = gate(nominal[~sig], pert.jets[~sig], scores0[~sig], scores1[~sig],
                       self.gate_config)
@@ -341,7 +342,8 @@ class LearnedAdversary(AdversaryNetwork):
             scores0 = self.tagger.predict(nominal)
             threshold = (metrics.threshold_at_efficiency(scores0[sig_h], 0.5)
                          if sig_h.any() else None)
-            eff0 = metrics.efficiency(scores0[sig_h], threshold) if sig_h.any() else None
+            eff0 = (metrics.efficiency(scores0[sig_h], cast(float, threshold)) if sig_h.any()
+                    else None)
             report, eff = self._evaluate(hold, nominal, scores0, sig_h, threshold)
             best = copy.deepcopy(self.net.state_dict())
             self.gate_report, kept = report, 0
@@ -476,7 +478,7 @@ class LearnedAdversary(AdversaryNetwork):
             raise ModelError(f"{p}: trained against tagger '{card['tagger'].get('name')}', "
                              f"not {tagger.path} (sha256 differs)")
         known = set(LearnedConfig.__dataclass_fields__)
-        given = {k: tuple(v) if isinstance(v, list) else v
+        given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in card["training"].get("config", {}).items() if k in known}
         cfg = replace(LearnedConfig(), **given)
         env = envelope if envelope is not None else Envelope.from_dict(card["envelope"])
