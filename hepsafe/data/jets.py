@@ -109,7 +109,8 @@ class JetBatch:
     @property
     def n_parts(self) -> np.ndarray:
         """Number of constituents per jet, shape ``(n_jets,)``, int64 (masked ones included)."""
-        return ak.to_numpy(ak.num(self.parts, axis=1)).astype(np.int64)
+        counts: np.ndarray = ak.to_numpy(ak.num(self.parts, axis=1)).astype(np.int64)
+        return counts
 
     @property
     def offsets(self) -> np.ndarray:
@@ -212,6 +213,21 @@ class JetBatch:
         ``mask`` of shape ``(n_jets, n_max)`` (True for a real constituent). Constituents are
         ordered by decreasing ``sort_by`` (None keeps file order) and the first ``n_max``
         kept. Masked-out constituents (field ``mask`` False) are dropped before padding.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import hepsafe
+        >>> jets = hepsafe.data.load_sample("test")[:3]
+        >>> x, mask = jets.to_padded(16)
+        >>> x.shape, mask.shape  # (jets, slots, fields pt, eta, phi, energy)
+        ((3, 16, 4), (3, 16))
+        >>> mask.sum(axis=1).tolist() == np.minimum(jets.n_parts, 16).tolist()
+        True
+        >>> bool(np.all(x[~mask] == 0))  # padding slots hold zeros
+        True
+        >>> bool(np.all(np.diff(x[..., 0], axis=1)[mask[:, 1:]] <= 0))  # by decreasing pT
+        True
         """
         return layout.to_padded(self, n_max, fields, sort_by, dtype)
 

@@ -50,7 +50,14 @@ path = model_path
 
 
 def reference(name: str = "pfn", **options: Any) -> OnnxTagger:
-    """A shipped reference tagger by name ("pfn" or "hl"); ``options`` go to OnnxTagger."""
+    """A shipped reference tagger by name ("pfn" or "hl"); ``options`` go to OnnxTagger.
+
+    Examples
+    --------
+    >>> tagger = reference("pfn", providers="cpu")
+    >>> tagger.name, tagger.path == path("pfn")
+    ('pfn', True)
+    """
     from hepsafe.tagger.onnx import reference as _reference
 
     return _reference(name, **options)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import awkward as ak
 import numpy as np
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from hepsafe.attacks.base import AttackInfo
 
 PRESERVABLE = ("pt", "mass")
-DeltaLike = np.ndarray | Mapping[str, np.ndarray] | ak.Array | None
+DeltaLike: TypeAlias = np.ndarray | Mapping[str, np.ndarray] | ak.Array | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -324,6 +324,22 @@ def perturb(
     where that is impossible are flagged. The output jets are the input jets moved as their
     constituent sums moved (:meth:`Perturber.build`), so they keep the analysis' jet
     definition. ``jets`` is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hepsafe
+    >>> jets = hepsafe.data.load_sample("test")[:3]
+    >>> env = hepsafe.Envelope(pt=0.02, eta=0.0, phi=0.0)
+    >>> n = int(jets.n_parts.sum())  # constituents of the three jets
+    >>> up = hepsafe.perturb(jets, {"pt": np.full(n, 0.05, np.float32)}, env, preserve=())
+    >>> up.delta_applied[0]  # the 5 % asked for, clipped to the envelope's 2 %
+    array([0.02, 0.  , 0.  ], dtype=float32)
+    >>> np.round(up.jets.pt / jets.pt, 4)  # the jets follow their constituents
+    array([1.02, 1.02, 1.02], dtype=float32)
+    >>> kept = hepsafe.perturb(jets, {"pt": np.full(n, 0.05, np.float32)}, env)
+    >>> bool(np.all(np.abs(kept.jets.pt / jets.pt - 1) <= env.pt_tol)), bool(kept.flagged.any())
+    (True, False)
     """
     return Perturber(jets, envelope, preserve).apply(delta)
 

@@ -134,6 +134,19 @@ def fill(
     ``weight`` is a scalar or shape ``(n,)``; default 1. Values outside the edges are
     dropped, except with ``clip=True`` where they go into the first/last bin. A value equal
     to the last edge counts in the last bin. ``h`` itself is not modified.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hepsafe.templates import booking as T
+    >>> h = T.book([0.0, 0.5, 1.0], observable="score")
+    >>> h = T.fill(h, np.array([0.1, 0.7, 1.0]), "W")
+    >>> h = T.fill(h, np.array([0.2]), "W", "jes_up", weight=2.0)
+    >>> t = T.Templates({"SR": h})
+    >>> t.values("SR", "W"), t.variances("SR", "W", "jes_up")
+    (array([1., 2.]), array([4., 0.]))
+    >>> t.variations("SR", "W"), t.systematics()
+    (['nominal', 'jes_up'], ['jes'])
     """
     check_name(sample, "sample")
     split_variation(variation)
