@@ -220,3 +220,15 @@ def test_readme_library_snippet_runs_from_any_directory(tmp_path, monkeypatch):
     exec(compile(code.replace(line, line + "[::75]"), "README.md", "exec"), scope)
     assert scope["report"].to_text() and len(scope["attacked"]) == len(scope["jets"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_region_that_selects_no_jet_names_the_key(run_doc, tmp_path, capsys):
+    """A region outside every jet of a sample is a one-line error naming 'region' and the
+    sample, before any output is written."""
+    doc = run_doc(max_jets=50, output=str(tmp_path / "out"))
+    doc["region"] = {"jet_mass": [1000, 2000]}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
+    assert cli.main(["run", str(tmp_path / "run.yaml"), "-q"]) == 2
+    stderr_line(capsys, "hepsafe: error: ", "key 'region'", "selects no jet of sample",
+                "1000 < jet mass < 2000 GeV")
+    assert not (tmp_path / "out").exists()

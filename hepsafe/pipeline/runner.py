@@ -161,6 +161,9 @@ def read_sample(cfg: RunConfig, i: int) -> JetBatch:
     if cfg.region.jet_msoftdrop is not None and jets.msoftdrop is None:
         raise ConfigError(f"{cfg.source}: key 'region/jet_msoftdrop': sample '{s.name}' has "
                           f"no soft-drop mass (no branch {r.collection}_msoftdrop in {files})")
+    if cfg.region.cuts and not cfg.region.mask(jets).any():
+        raise ConfigError(f"{cfg.source}: key 'region': selects no jet of sample '{s.name}' "
+                          f"({cfg.region.describe()}; its {len(jets)} jets lie outside)")
     if s.scale is not None:
         jets = jets.replace(weight=(jets.weight * s.scale).astype(np.float32))
     return jets
