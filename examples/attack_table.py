@@ -26,17 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from hepsafe import Envelope, metrics
 from hepsafe import data as datasets
-from hepsafe import metrics
 from hepsafe import validation as validate
-from hepsafe._files import write_json, write_text
-from hepsafe.attacks import make_attack
-from hepsafe.attacks.adversary.network import LearnedConfig
-from hepsafe.attacks.adversary.training import LearnedAdversary
-from hepsafe.data.jets import JetBatch
-from hepsafe.perturbation.envelope import Envelope
-from hepsafe.report.tables import markdown_table
-from hepsafe.tagger.onnx import OnnxTagger, reference
+from hepsafe.attacks import LearnedAdversary, LearnedConfig, make_attack
+from hepsafe.data import JetBatch
+from hepsafe.report import markdown_table, write_json, write_text
+from hepsafe.tagger import OnnxTagger, reference
 
 EPSILONS = (0.005, 0.01, 0.02)
 ATTACKS = ("fgsm", "pgd", "learned", "greedy")

@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from hepsafe import data as datasets
+from hepsafe import fit as stats
+from hepsafe import fit as workspace
+from hepsafe import templates as templates_io
 from hepsafe.coffea import (
     AdversarialProcessor,
     AdversarialSystematics,
@@ -37,10 +40,7 @@ from hepsafe.coffea import (
     scale_samples,
     to_templates,
 )
-from hepsafe.data.jets import write_root
-from hepsafe.fit import results as stats
-from hepsafe.fit import workspace as workspace
-from hepsafe.templates import files as templates_io
+from hepsafe.data import write_root
 
 SAMPLES = {1: "W", 0: "QCD"}  # truth label -> template sample
 SCALE = {"W": 0.05}  # sample normalisation, applied after the run

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from hepsafe import data as datasets
+from hepsafe import fit as stats
+from hepsafe import fit as workspace
+from hepsafe import perturbation as V
 from hepsafe import tagger
-from hepsafe.data.jets import JetBatch
-from hepsafe.fit import results as stats
-from hepsafe.fit import workspace as workspace
-from hepsafe.perturbation import variations as V
-from hepsafe.report.tables import markdown_table
-from hepsafe.templates import booking as T
-from hepsafe.templates import files as templates_io
+from hepsafe import templates as T
+from hepsafe import templates as templates_io
+from hepsafe.data import JetBatch
+from hepsafe.report import markdown_table
 
 EDGES = np.linspace(0.0, 1.0, 11)  # tagger-score bins
 MASS_WINDOW = (55.0, 105.0)  # signal region: jet mass [GeV]
@@ -80,8 +80,8 @@ def adversarial() -> dict[str, VariationFn]:
     ``pgd``: PGD at epsilon 0.02, 10 steps (fails the gate: shown for comparison).
     Both push the W score down on every jet (signal and background alike).
     """
+    from hepsafe import Envelope
     from hepsafe.attacks import PGD, LearnedAdversary
-    from hepsafe.perturbation.envelope import Envelope
 
     pfn = _TAGGER.setdefault("pfn", tagger.reference("pfn"))
     learned = LearnedAdversary.load("adversary_pfn", pfn)

@@ -29,16 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from hepsafe import Envelope, metrics
 from hepsafe import data as datasets
-from hepsafe import metrics
 from hepsafe import validation as validate
-from hepsafe._files import write_json
 from hepsafe.attacks import LearnedAdversary, LearnedConfig, OnnxAdversary
-from hepsafe.attacks.adversary.graph import rebuild_graph
-from hepsafe.attacks.adversary.network import default_gate_config
+from hepsafe.attacks.adversary import default_gate_config, rebuild_graph
 from hepsafe.models import MODELS_DIR
-from hepsafe.perturbation.envelope import Envelope
-from hepsafe.tagger.onnx import OnnxTagger, reference
+from hepsafe.report import write_json
+from hepsafe.tagger import OnnxTagger, reference
 
 WP = 0.5
 

@@ -1,5 +1,6 @@
 """Report: presentation only: figures (``plots``: drawing, ``ax=None`` in, the figure out;
-``figures``: the report's style and atomic PNG files), the markdown/HTML report, tables."""
+``figures``: the report's style and atomic PNG files), the markdown/HTML report, tables,
+and atomic writers of results (``output``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         summary_text,
         write_reports,
     )
+    from hepsafe.report.output import atomic_path, write_json, write_text
     from hepsafe.report.plots import (
         COLORS,
         control,
@@ -41,6 +43,7 @@ _EXPORTS = {
     "COLORS": "plots",
     "STYLE": "figures",
     "SUMMARY_COLUMNS": "markdown",
+    "atomic_path": "output",
     "control": "plots",
     "format_table": "tables",
     "impacts": "plots",
@@ -53,13 +56,16 @@ _EXPORTS = {
     "summary_rows": "markdown",
     "summary_text": "markdown",
     "write_figures": "figures",
+    "write_json": "output",
     "write_reports": "markdown",
+    "write_text": "output",
 }
 __all__ = [
     "CAPTIONS",
     "COLORS",
     "STYLE",
     "SUMMARY_COLUMNS",
+    "atomic_path",
     "control",
     "format_table",
     "impacts",
@@ -72,7 +78,9 @@ __all__ = [
     "summary_rows",
     "summary_text",
     "write_figures",
+    "write_json",
     "write_reports",
+    "write_text",
 ]
 
 

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hepsafe.templates.booking import (
+        DOWN,
         NOMINAL,
+        UP,
         Cell,
         Templates,
         book,
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Cell": "booking",
     "FORMAT": "files",
+    "DOWN": "booking",
     "NOMINAL": "booking",
+    "UP": "booking",
     "ROOT_META_KEY": "files",
     "Templates": "booking",
     "book": "booking",
@@ -97,7 +101,9 @@ _EXPORTS = {
 __all__ = [
     "Cell",
     "FORMAT",
+    "DOWN",
     "NOMINAL",
+    "UP",
     "ROOT_META_KEY",
     "Templates",
     "book",

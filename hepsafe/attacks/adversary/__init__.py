@@ -3,8 +3,9 @@ torch-free application (``graph``)."""
 
 from __future__ import annotations
 
-from hepsafe.attacks.adversary.graph import OnnxAdversary
-from hepsafe.attacks.adversary.network import LearnedConfig
+from hepsafe.attacks.adversary.graph import OnnxAdversary, rebuild_graph
+from hepsafe.attacks.adversary.network import LearnedConfig, default_gate_config
 from hepsafe.attacks.adversary.training import LearnedAdversary
 
-__all__ = ["LearnedAdversary", "LearnedConfig", "OnnxAdversary"]
+__all__ = ["LearnedAdversary", "LearnedConfig", "OnnxAdversary", "default_gate_config",
+           "rebuild_graph"]
