@@ -42,7 +42,7 @@ from hepsafe.pipeline.config import DEFAULTS
 
 DEMO = datasets.DATA_DIR / "demo.yaml"
 IMPORTS = ("import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, "
-           "hepsafe.report.markdown, torch, "
+           "hepsafe.report.document, torch, "
            "onnxruntime, numba, onnx2torch, uproot, pyhf, iminuit, matplotlib.pyplot")
 RUN = "import sys; from hepsafe.cli import main; assert main(['run', sys.argv[1], '-q']) == 0"
 READ = ("import sys; from hepsafe import config, pipeline; "
@@ -57,7 +57,7 @@ def rss():
     return [int(l.split()[1]) / 1024 for l in open('/proc/self/status')
             if l.startswith('VmRSS:')][0]
 out = {}
-import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, hepsafe.report.markdown
+import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, hepsafe.report.document
 out['import hepsafe.cli, .pipeline, .plots, .report'] = rss()
 import torch
 out['+ torch'] = rss()

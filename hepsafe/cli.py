@@ -53,7 +53,7 @@ def _run_config(cfg: RunConfig, args: argparse.Namespace) -> int:
     import logging
 
     from hepsafe.pipeline import runner as pipeline
-    from hepsafe.report import markdown as report
+    from hepsafe.report import document as report
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("hepsafe").setLevel(logging.WARNING if args.quiet else logging.INFO)
@@ -100,7 +100,7 @@ def _add_run_options(p: argparse.ArgumentParser, default_output: str | None) -> 
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hepsafe.tagger import train as train
+    from hepsafe.tagger import training as train
 
     models = list(train.MODELS) if args.model == "all" else [args.model]
     changes = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),

@@ -29,7 +29,7 @@ def test_readme_table_is_what_the_demo_prints(tmp_path):
     """The table under 'What you get' is the summary `hepsafe demo` prints, digit for digit."""
     from hepsafe.pipeline import config as config
     from hepsafe.pipeline import runner as pipeline
-    from hepsafe.report import markdown as report
+    from hepsafe.report import document as report
 
     lines = (ROOT / "README.md").read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("variation ") and "AUC" in ln)

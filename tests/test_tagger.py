@@ -19,7 +19,7 @@ from hepsafe._files import sha256sum
 from hepsafe.cli import main
 from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
 from hepsafe.models import MODELS_DIR
-from hepsafe.tagger import train as T
+from hepsafe.tagger import training as T
 from hepsafe.tagger.card import card_path, load_card
 from hepsafe.tagger.onnx import OnnxTagger, reference
 

@@ -254,7 +254,7 @@ def run(
     (e.g. an empty background bin), every other output is still written and
     :class:`FitFailed` is raised after it is in place.
     """
-    from hepsafe.report import markdown as report
+    from hepsafe.report import document as report
     from hepsafe.report.figures import write_figures
 
     t_start = time.perf_counter()

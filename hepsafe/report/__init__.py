@@ -8,21 +8,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hepsafe.report.document import (
+        SUMMARY_COLUMNS,
+        markdown,
+        summary_rows,
+        summary_text,
+        write_reports,
+    )
     from hepsafe.report.figures import (
         CAPTIONS,
         STYLE,
         report_style,
         save_figure,
         write_figures,
-    )
-
-    # the function markdown() is left out here: for a type checker, hepsafe.report.markdown
-    # is the module (as `from hepsafe.report import markdown` gives it)
-    from hepsafe.report.markdown import (
-        SUMMARY_COLUMNS,
-        summary_rows,
-        summary_text,
-        write_reports,
     )
     from hepsafe.report.output import atomic_path, write_json, write_text
     from hepsafe.report.plots import (
@@ -42,22 +40,22 @@ _EXPORTS = {
     "CAPTIONS": "figures",
     "COLORS": "plots",
     "STYLE": "figures",
-    "SUMMARY_COLUMNS": "markdown",
+    "SUMMARY_COLUMNS": "document",
     "atomic_path": "output",
     "control": "plots",
     "format_table": "tables",
     "impacts": "plots",
-    "markdown": "markdown",
+    "markdown": "document",
     "markdown_table": "tables",
     "report_style": "figures",
     "roc": "plots",
     "save_figure": "figures",
     "scores": "plots",
-    "summary_rows": "markdown",
-    "summary_text": "markdown",
+    "summary_rows": "document",
+    "summary_text": "document",
     "write_figures": "figures",
     "write_json": "output",
-    "write_reports": "markdown",
+    "write_reports": "document",
     "write_text": "output",
 }
 __all__ = [

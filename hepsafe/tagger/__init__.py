@@ -8,6 +8,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hepsafe.tagger._namespace import (
+        Namespace,
+        as_namespace,
+        namespace,
+    )
     from hepsafe.tagger.card import (
         CARD_FORMAT,
         InputSpec,
@@ -25,11 +30,6 @@ if TYPE_CHECKING:
         jet_features,
         padded_constituents,
     )
-    from hepsafe.tagger.namespace import (
-        Namespace,
-        as_namespace,
-        namespace,
-    )
     from hepsafe.tagger.onnx import (
         OnnxTagger,
         reference,
@@ -38,15 +38,14 @@ if TYPE_CHECKING:
     from hepsafe.tagger.torch import (
         to_torch,
     )
-    from hepsafe.tagger.train import (
+    from hepsafe.tagger.training import (
         MODELS,
         TrainConfig,
         TrainResult,
         default_config,
+        train,
         train_reference,
     )
-    # the function train() is left out here: for a type checker, hepsafe.tagger.train is
-    # the module (as `from hepsafe.tagger import train` gives it once the module is loaded)
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -55,27 +54,27 @@ _EXPORTS = {
     "Feature": "features",
     "InputSpec": "card",
     "JET_FEATURES": "features",
-    "MODELS": "train",
-    "Namespace": "namespace",
+    "MODELS": "training",
+    "Namespace": "_namespace",
     "OnnxTagger": "onnx",
     "OutputSpec": "card",
     "PADDED_FIELDS": "features",
-    "TrainConfig": "train",
-    "TrainResult": "train",
-    "as_namespace": "namespace",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "as_namespace": "_namespace",
     "card_path": "card",
     "check_graph": "card",
     "constituent_features": "features",
-    "default_config": "train",
+    "default_config": "training",
     "jet_features": "features",
     "load_card": "card",
-    "namespace": "namespace",
+    "namespace": "_namespace",
     "padded_constituents": "features",
     "reference": "onnx",
     "run_fixed_batches": "onnx",
     "to_torch": "torch",
-    "train": "train",
-    "train_reference": "train",
+    "train": "training",
+    "train_reference": "training",
 }
 __all__ = [
     "CARD_FORMAT",

@@ -35,11 +35,11 @@ import numpy as np
 from hepsafe.data import layout
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import InputError
-from hepsafe.tagger.namespace import Namespace, _nan_or_zero, _resolve, _safe_sqrt, _wrap
+from hepsafe.tagger._namespace import Namespace, _nan_or_zero, _resolve, _safe_sqrt, _wrap
 
 # re-exported: the feature code's array namespaces
-from hepsafe.tagger.namespace import as_namespace as as_namespace
-from hepsafe.tagger.namespace import namespace as namespace
+from hepsafe.tagger._namespace import as_namespace as as_namespace
+from hepsafe.tagger._namespace import namespace as namespace
 
 #: the per-constituent arrays a padded dict carries (plus ``mask``)
 PADDED_FIELDS = ("pt", "eta", "phi", "energy", "charge")
