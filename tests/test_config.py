@@ -109,8 +109,12 @@ BROKEN = [
      _broken(variations=[{"type": "smear_energy", "name": "smear"}],
              fit={"missing_side": "refuse"}),
      r"key 'fit/missing_side': 'refuse', but \['smear'\] are one-sided"),
-    ("refuse with an attack", _broken(attacks=[{"type": "pgd"}], fit={"missing_side": "refuse"}),
+    ("refuse with a gaussian attack",
+     _broken(attacks=[{"type": "pgd"}],
+             fit={"missing_side": "refuse", "treatment": {"pgd": "gaussian"}}),
      r"key 'fit/missing_side': 'refuse', but \['pgd'\]"),
+    ("treatment of an unknown variation", _broken(fit={"treatment": {"nope": "adversarial"}}),
+     r"key 'fit/treatment' names \['nope'\]"),
     ("symmetrize and missing_side disagree",
      _broken(fit={"symmetrize": True, "missing_side": "nominal"}),
      r"keys 'fit/symmetrize' and 'fit/missing_side' disagree"),
@@ -166,7 +170,8 @@ def test_fit_keys_fold_symmetrize(tmp_path):
     default to false."""
     cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"symmetrize": False}}))
     assert cfg["fit"] == {"lumi_uncertainty": 0.0, "missing_side": "nominal",
-                          "merge_empty_bins": False, "skip": False}
+                          "merge_empty_bins": False, "skip": False, "include_failed": False,
+                          "treatment": {}}
     cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"skip": True, "merge_empty_bins": True}}))
     assert cfg["fit"]["skip"] is True and cfg["fit"]["merge_empty_bins"] is True
     assert cfg["fit"]["missing_side"] == "mirror"
@@ -224,8 +229,10 @@ def test_typed_parts_are_built_at_load(tmp_path, monkeypatch):
     assert cfg.gate == GateConfig(corr_frobenius_max=0.05)
     assert list(cfg.observable.edges()) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert cfg.working_point == 0.3 and cfg.envelope == Envelope(pt=0.02, eta=0.02, phi=0.02)
-    assert cfg.fit.workspace == WorkspaceConfig(signal=("W",), lumi=0.02, missing_side="mirror")
-    assert cfg.fit.skip is False
+    assert cfg.fit.workspace == WorkspaceConfig(  # attacks: the adversarial treatment
+        signal=("W",), lumi=0.02, missing_side="mirror",
+        treatment={"pgd": "adversarial", "black": "adversarial", "learned": "adversarial"})
+    assert cfg.fit.skip is False and cfg.fit.include_failed is False
     escale, smear, pgd, black, learned = cfg.systematics
     assert (escale.up, escale.down) == (PhysicsShift("scale_all_up", 7, {"shift": 0.03}),
                                         PhysicsShift("scale_all_down", 7, {"shift": -0.03}))

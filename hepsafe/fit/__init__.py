@@ -6,6 +6,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hepsafe.fit.adversarial import (
+        THETA_BOUNDS,
+        TREATMENTS,
+        adversarial_parameters,
+        delta_samples,
+    )
     from hepsafe.fit.limits import (
         cls,
         significance,
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
         fit_report,
         fit_templates,
         format_report,
+        worst_case,
         write_fit_outputs,
     )
     from hepsafe.fit.workspace import (
@@ -51,6 +58,11 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
+    "THETA_BOUNDS": "adversarial",
+    "TREATMENTS": "adversarial",
+    "adversarial_parameters": "adversarial",
+    "delta_samples": "adversarial",
+    "worst_case": "results",
     "FitOutputs": "results",
     "FitResult": "mle",
     "MINUIT_CALLS_FACTOR": "mle",
@@ -94,13 +106,17 @@ __all__ = [
     "MODIFIER_SETTINGS",
     "OUTPUT_FILES",
     "REPORT_FORMAT",
+    "THETA_BOUNDS",
+    "TREATMENTS",
     "WorkspaceConfig",
+    "adversarial_parameters",
     "apply_patch",
     "as_patchset",
     "asimov_data",
     "build_patch",
     "build_workspace",
     "cls",
+    "delta_samples",
     "fit",
     "fit_report",
     "fit_templates",
@@ -120,6 +136,7 @@ __all__ = [
     "systematic_parameters",
     "upper_limit",
     "validate_workspace",
+    "worst_case",
     "write_fit_outputs",
 ]
 

@@ -18,6 +18,7 @@ from typing import Any
 from hepsafe._files import write_json, write_text
 from hepsafe._versions import package_versions
 from hepsafe.exceptions import OutputExistsError, TemplateWarning, WorkspaceError
+from hepsafe.fit.adversarial import THETA_BOUNDS, adversarial_parameters
 from hepsafe.fit.limits import significance, upper_limit
 from hepsafe.fit.mle import (
     FitResult,
@@ -49,6 +50,18 @@ def _mu_row(label: str, result: FitResult, free: Sequence[str]) -> dict[str, Any
     return {"fit": label, "free": list(free), "mu": result.mu, "sigma_mu": result.sigma_mu}
 
 
+def worst_case(model: Any, data: Any, thetas: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The worst-case band of each adversarial parameter: ``{name: {"mu_at_0", "mu_at_1",
+    "delta_mu"}}`` with ``delta_mu = mu-hat(theta = 1) - mu-hat(theta = 0)``, every other
+    parameter profiled (two fits with theta fixed)."""
+    out = {}
+    for name in thetas:
+        at0 = fit(model, data, {name: THETA_BOUNDS[0]}).mu
+        at1 = fit(model, data, {name: THETA_BOUNDS[1]}).mu
+        out[name] = {"mu_at_0": at0, "mu_at_1": at1, "delta_mu": at1 - at0}
+    return out
+
+
 def fit_report(
     workspace: Mapping[str, Any],
     systematics: Sequence[str] | None = None,
@@ -76,6 +89,7 @@ def fit_report(
     def without(keep: Sequence[str]) -> dict[str, float]:
         return {n: v for n, v in nominal.items() if n not in keep}
 
+    thetas = [n for n in adversarial_parameters(workspace) if n in names]
     full = fit(model, data)
     rows = [
         _mu_row("all variations", full, names),
@@ -95,6 +109,11 @@ def fit_report(
         "twice_nll": full.twice_nll,
         "pulls": pulls(model, full),
         "impacts": impacts(model, data, full),
+        "adversarial": [
+            {"name": n, "value": full.value(n), "error": full.error(n),
+             "bounds": list(THETA_BOUNDS)} for n in thetas
+        ],
+        "worst_case": worst_case(model, data, thetas),
         "significance": significance(model, data),
         "upper_limit": upper_limit(model, data, level) if limit else None,
         "versions": package_versions(("hepsafe", "pyhf", "iminuit", "numpy"), python=False),
@@ -133,6 +152,28 @@ def format_report(report: Mapping[str, Any]) -> str:
             floatfmt=".4f",
         )
     )
+    if report.get("adversarial"):
+        wc = report.get("worst_case", {})
+        parts.append(
+            format_table(
+                ["parameter", "post-fit", "bounds", f"{poi}-hat (theta=0)",
+                 f"{poi}-hat (theta=1)", f"worst-case d{poi}"],
+                [[r["name"], r["value"], "[0, 1]", wc[r["name"]]["mu_at_0"],
+                  wc[r["name"]]["mu_at_1"], wc[r["name"]]["delta_mu"]]
+                 for r in report["adversarial"]],
+                title="\nadversarial parameters theta in [0, 1] (flat prior; worst case: "
+                      "theta fixed at 0 and at 1, all else profiled)",
+                floatfmt=".4f",
+            )
+        )
+    left = report.get("left_out") or {}
+    if left:
+        parts.append("\nleft out of the fit (failed the control-region gate): " + "; ".join(
+            f"{n} ({', '.join(c) or 'gate'})" for n, c in left.items()))
+    kept = report.get("included_failed") or []
+    if kept:
+        parts.append(f"\nin the fit although they failed the control-region gate: "
+                     f"{', '.join(kept)}")
     sig = report["significance"]
     lines = [
         f"\ndiscovery significance: observed {sig['observed']:.3f}, expected "

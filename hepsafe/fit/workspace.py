@@ -5,7 +5,9 @@ Every systematic ``<name>`` of the templates (variations ``<name>_up`` / ``<name
 becomes one nuisance parameter acting through a ``normsys`` (the change of the sample's
 total yield) and a ``histosys`` (the change of its shape at fixed total) of the same name,
 as HistFactory's OverallSys + HistoSys pair. The interpolation is ``code4`` (normsys) and
-``code4p`` (histosys).
+``code4p`` (histosys). A systematic with the adversarial treatment (``config.treatment``)
+becomes instead one bounded parameter theta in [0, 1] acting through delta samples
+(:mod:`hepsafe.fit.adversarial`); it is never mirrored.
 """
 
 from __future__ import annotations
@@ -15,127 +17,20 @@ import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import numpy as np
 
 from hepsafe._files import read_json
-from hepsafe._schemas import validate
 from hepsafe.exceptions import FitError, MirrorWarning, TemplateError, WorkspaceError
+from hepsafe.fit import adversarial as adv
+from hepsafe.fit.config import MODIFIER_SETTINGS as MODIFIER_SETTINGS
+from hepsafe.fit.config import WorkspaceConfig as WorkspaceConfig
+from hepsafe.fit.config import load_config as load_config
+from hepsafe.fit.config import parameter_name as parameter_name
 from hepsafe.templates import booking as tpl
 from hepsafe.templates import hygiene as hygiene
 from hepsafe.templates.booking import Templates
-
-MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
-_DECORRELATE = ("sample", "region", "sample+region")
-_MISSING_SIDE = ("mirror", "nominal", "refuse")
-
-
-# --------------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    """How templates become a pyhf model.
-
-    ``signal``: samples scaled by the POI; ``lumi``: relative luminosity uncertainty (None:
-    no lumi modifier); ``data_sample``: template sample holding observed data (absent: the
-    observations are the Asimov sum of nominals at POI = 1); ``systematics``: names to use
-    (None: all); ``decorrelate``: ``{name: "sample" | "region" | "sample+region"}`` gives a
-    systematic one parameter per sample and/or region (default: one shared parameter);
-    ``missing_side``: the missing side of a one-sided variation: "mirror" (``2 * nominal -
-    present``, with a MirrorWarning naming sample and variation), "nominal", or "refuse"
-    (FitError); ``merge_empty_bins``: merge bins whose summed background nominal is not
-    positive with a neighbour (else such a bin is a FitError);
-    ``smooth``: smooth every variation's ratio to nominal (``smooth_passes`` times);
-    ``merge_rel_stat``: merge bins until the summed nominal has at most this relative
-    statistical error; ``negative``: "clip" (warn) or "error" for negative yields;
-    ``channels`` / ``samples``: region -> channel and template sample -> workspace sample
-    names when patching a user's workspace.
-    """
-
-    signal: tuple[str, ...] = ("signal",)
-    poi: str = "mu"
-    poi_bounds: tuple[float, float] = (0.0, 10.0)
-    staterror: bool = True
-    lumi: float | None = None
-    data_sample: str | None = "data"
-    systematics: tuple[str, ...] | None = None
-    decorrelate: Mapping[str, str] = field(default_factory=dict)
-    missing_side: str = "mirror"
-    merge_empty_bins: bool = False
-    smooth: bool = False
-    smooth_passes: int = 1
-    merge_rel_stat: float | None = None
-    negative: str = "clip"
-    measurement: str = "meas"
-    channels: Mapping[str, str] = field(default_factory=dict)
-    samples: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name, mode in self.decorrelate.items():
-            if mode not in _DECORRELATE:
-                raise WorkspaceError(
-                    f"decorrelate[{name!r}] = {mode!r}; expected one of {list(_DECORRELATE)}"
-                )
-        if self.missing_side not in _MISSING_SIDE:
-            raise WorkspaceError(f"missing_side = {self.missing_side!r}; expected one of "
-                                 f"{list(_MISSING_SIDE)}")
-        if self.negative not in ("clip", "error"):
-            raise WorkspaceError(f"negative = {self.negative!r}; expected 'clip' or 'error'")
-        lo, hi = self.poi_bounds
-        if not lo < hi:
-            raise WorkspaceError(f"poi_bounds = {self.poi_bounds}; expected low < high")
-        if isinstance(self.signal, str):
-            object.__setattr__(self, "signal", (self.signal,))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> WorkspaceConfig:
-        """A configuration from a JSON-like dict (validated against
-        ``schemas/workspace_config.schema.json``). The older key ``symmetrize`` is read as
-        ``missing_side`` (true: "mirror", false: "nominal")."""
-        validate(d, "workspace_config", what=source, error=WorkspaceError)
-        kw: dict[str, Any] = dict(d)
-        if "symmetrize" in kw:
-            side = "mirror" if kw.pop("symmetrize") else "nominal"
-            if kw.setdefault("missing_side", side) != side:
-                raise WorkspaceError(f"{source}: keys 'symmetrize' and 'missing_side' "
-                                     "disagree; give 'missing_side' alone")
-        for k in ("signal", "poi_bounds", "systematics"):
-            if kw.get(k) is not None:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = (
-                list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v
-            )
-        return out
-
-
-def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> WorkspaceConfig:
-    """A configuration from a JSON file (or the defaults), with ``overrides`` that are not
-    None applied on top (e.g. ``signal=["W"]``, ``lumi=0.017``); validated."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        d = read_json(path, WorkspaceError, missing="no such configuration file")
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    return WorkspaceConfig.from_dict(d, source=str(path or "configuration"))
-
-
-def parameter_name(systematic: str, region: str, sample: str, config: WorkspaceConfig) -> str:
-    """Nuisance-parameter name of ``systematic`` for (region, sample) under ``config``."""
-    mode = config.decorrelate.get(systematic)
-    if mode == "sample":
-        return f"{systematic}_{sample}"
-    if mode == "region":
-        return f"{systematic}_{region}"
-    if mode == "sample+region":
-        return f"{systematic}_{region}_{sample}"
-    return systematic
 
 
 # --------------------------------------------------------------------------- hygiene
@@ -157,8 +52,13 @@ def _bins(bins: np.ndarray) -> str:
     return f"[{head}, ..., {int(bins[-1])}] ({len(bins)} bins)"
 
 
+def _systematic(variation: str) -> str:
+    return (tpl.split_variation(variation) or (variation, ""))[0]
+
+
 def _missing_sides(t: Templates, config: WorkspaceConfig) -> Templates:
-    one = [(r, s, v) for r, s, v in hygiene.one_sided(t) if s != config.data_sample]
+    one = [(r, s, v) for r, s, v in hygiene.one_sided(t)
+           if s != config.data_sample and not config.adversarial(_systematic(v))]
     if not one or config.missing_side == "nominal":
         return t
     listed = ", ".join(f"{r}/{s} {v}" for r, s, v in one)
@@ -169,7 +69,8 @@ def _missing_sides(t: Templates, config: WorkspaceConfig) -> Templates:
     warnings.warn(f"mirrored one-sided variation(s) (missing side = 2 x nominal - present "
                   f"side; missing_side 'nominal' or 'refuse' changes this): {listed}",
                   MirrorWarning, stacklevel=3)
-    return hygiene.symmetrize(t)
+    names = {n for r in t.regions for n in t.systematics(r) if not config.adversarial(n)}
+    return hygiene.symmetrize(t, sorted(names))
 
 
 def _check_bins(t: Templates, config: WorkspaceConfig) -> None:
@@ -267,6 +168,8 @@ def _systematic_modifiers(
     mods: list[dict[str, Any]] = []
     names = sorted({p[0] for v in t.variations(region, sample) if (p := tpl.split_variation(v))})
     for systematic in names:
+        if config.adversarial(systematic):
+            continue  # a delta sample (adversarial.delta_samples), not a modifier
         nom, up, down = _sides(t, region, sample, systematic)
         par = parameter_name(systematic, region, sample, config)
         mods += _variation_modifiers(par, nom, up, down, target)
@@ -279,7 +182,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
 
     One channel per region, one pyhf sample per template sample: the signal samples carry
     the normfactor ``config.poi``; every sample a ``staterror`` (from the template's sum of
-    squared weights), an optional ``lumi``, and per systematic a normsys + histosys pair.
+    squared weights), an optional ``lumi``, and per systematic a normsys + histosys pair;
+    an adversarial systematic adds a delta sample per affected sample and a parameter
+    bounded to [0, 1].
     """
     config = config or WorkspaceConfig()
     t = prepare_templates(t, config)
@@ -295,9 +200,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
             f"data sample {config.data_sample!r} is in regions {with_data} but not in "
             f"{[r for r in t.regions if r not in with_data]}"
         )
-    channels, observations = [], []
+    channels, observations, thetas = [], [], []
     for r in t.regions:
-        samples = []
+        samples, deltas = [], []
         expected = np.zeros(len(t.edges(r)) - 1)
         for s in _fit_samples(t, r, config):
             nom = t.values(r, s)
@@ -317,6 +222,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
                 mods.append({"name": "lumi", "type": "lumi", "data": None})
             mods += _systematic_modifiers(t, r, s, config, nom)
             samples.append({"name": s, "data": nom.tolist(), "modifiers": mods})
+            deltas += adv.delta_samples(t, r, s, config, nom, mods)
+        samples += deltas
+        thetas += adv.theta_names(deltas)
         channels.append({"name": r, "samples": samples})
         obs = t.values(r, cast(str, config.data_sample)) if with_data else expected
         observations.append({"name": r, "data": obs.tolist()})
@@ -334,6 +242,7 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
                 "inits": [1.0],
             }
         )
+    parameters += adv.theta_parameters(thetas)
     spec = {
         "channels": channels,
         "observations": observations,
@@ -376,7 +285,9 @@ def build_patch(
     Each template region maps to a channel (``config.channels``, default same name) and
     each template sample with variations to a workspace sample (``config.samples``). The
     histosys data are the template's relative shape change applied to the workspace
-    sample's own nominal. Every original modifier is kept. Raises WorkspaceError for a
+    sample's own nominal. An adversarial systematic adds its delta samples at the end of the
+    channel and its theta parameter (bounds [0, 1]) to every measurement. Every original
+    modifier is kept. Raises WorkspaceError for a
     channel or sample absent from the workspace, a bin-count mismatch, or a modifier that
     already exists on the sample with the same name and type.
     """
@@ -385,6 +296,7 @@ def build_patch(
     t = prepare_templates(t, config)
     channel_index = {c["name"]: i for i, c in enumerate(workspace["channels"])}
     ops: list[dict[str, Any]] = []
+    added: list[dict[str, Any]] = []
     for r in t.regions:
         with_syst = [s for s in _fit_samples(t, r, config) if len(t.variations(r, s)) > 1]
         if not with_syst:
@@ -424,8 +336,35 @@ def build_patch(
                 ops.append(
                     {"op": "add", "path": f"/channels/{ci}/samples/{sj}/modifiers/-", "value": mod}
                 )
+            for delta in adv.delta_samples(t, r, s, config, target, ws_sample["modifiers"],
+                                           target_name):
+                if delta["name"] in sample_index:
+                    raise WorkspaceError(f"channel {channel!r} already has a sample named "
+                                         f"{delta['name']!r}")
+                added.append(delta)
+                ops.append({"op": "add", "path": f"/channels/{ci}/samples/-", "value": delta})
+    ops += _theta_ops(workspace, adv.theta_names(added))
     if not ops:
         raise WorkspaceError("the templates have no systematic variation to patch in")
+    return ops
+
+
+def _theta_ops(workspace: Mapping[str, Any], thetas: Sequence[str]) -> list[dict[str, Any]]:
+    """Patch operations adding the theta parameters' settings to every measurement."""
+    ops: list[dict[str, Any]] = []
+    if not thetas:
+        return ops
+    for mi, meas in enumerate(workspace["measurements"]):
+        have = {p["name"] for p in meas["config"].get("parameters", [])}
+        clash = [n for n in thetas if n in have]
+        if clash:
+            raise WorkspaceError(f"measurement {meas['name']!r} already sets parameter(s) "
+                                 f"{clash}")
+        if "parameters" not in meas["config"]:
+            ops.append({"op": "add", "path": f"/measurements/{mi}/config/parameters",
+                        "value": []})
+        ops += [{"op": "add", "path": f"/measurements/{mi}/config/parameters/-", "value": p}
+                for p in adv.theta_parameters(thetas)]
     return ops
 
 
@@ -488,10 +427,11 @@ def apply_patch(
 
 
 def systematic_parameters(modifiers: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[str]:
-    """Names of the normsys/histosys parameters in a patch (list) or a workspace (dict)."""
+    """Names of the normsys/histosys parameters and of the adversarial theta parameters in
+    a patch (list) or a workspace (dict)."""
     if isinstance(modifiers, Mapping):
         mods = [m for c in modifiers["channels"] for s in c["samples"] for m in s["modifiers"]]
     else:
         mods = [op["value"] for op in modifiers if isinstance(op.get("value"), Mapping)]
     names = [m["name"] for m in mods if m.get("type") in ("normsys", "histosys")]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(names + adv.adversarial_parameters(modifiers)))

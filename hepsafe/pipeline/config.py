@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "gate": {},
     "read": {"step_size": 20_000},
     "fit": {"lumi_uncertainty": 0.0, "missing_side": "mirror", "merge_empty_bins": False,
-            "skip": False},
+            "skip": False, "include_failed": False, "treatment": {}},
 }
 
 #: keys of an ``attacks`` entry that are not options of the attack itself
@@ -287,8 +287,9 @@ def _gate(cfg: dict[str, Any], source: str) -> GateConfig:
 
 def _fit(cfg: dict[str, Any], given: Any, systematics: tuple[Systematic, ...],
          source: str) -> FitSpec:
-    """``fit/symmetrize`` (the older key) folded into ``fit/missing_side``; ``refuse`` with
-    one-sided entries (attacks always are) is an error here, before any work."""
+    """``fit/symmetrize`` (the older key) folded into ``fit/missing_side``; the treatment
+    per variation (attacks: adversarial unless ``fit/treatment`` says otherwise); ``refuse``
+    with one-sided gaussian entries is an error here, before any work."""
     fit = cfg["fit"]
     if "symmetrize" in fit:
         side = "mirror" if fit.pop("symmetrize") else "nominal"
@@ -296,18 +297,30 @@ def _fit(cfg: dict[str, Any], given: Any, systematics: tuple[Systematic, ...],
             raise ConfigError(f"{source}: keys 'fit/symmetrize' and 'fit/missing_side' "
                               "disagree; give 'fit/missing_side' alone")
         fit["missing_side"] = side
+    names = [s.name for s in systematics]
+    unknown = [n for n in fit["treatment"] if n not in names]
+    if unknown:
+        raise ConfigError(f"{source}: key 'fit/treatment' names {unknown}, which are not "
+                          f"variations or attacks of this run (have {names})")
+    # attacks default to the adversarial treatment, physics variations to the gaussian one
+    treatment = {s.name: "adversarial" if s.kind == "attack" else "gaussian"
+                 for s in systematics}
+    treatment.update({k: v["name"] if isinstance(v, dict) else v
+                      for k, v in fit["treatment"].items()})
     if fit["missing_side"] == "refuse":
-        one = [s.name for s in systematics if s.kind == "attack"]
-        one += [s.name for s in systematics if s.kind == "variation" and s.down is None]
+        one = [s.name for s in systematics if treatment[s.name] == "gaussian"
+               and (s.kind == "attack" or s.down is None)]
         if one:
             raise ConfigError(f"{source}: key 'fit/missing_side': 'refuse', but {one} are "
-                              "one-sided (every attack is); use 'mirror' or 'nominal'")
+                              "one-sided with the gaussian treatment; use 'mirror' or "
+                              "'nominal', or the adversarial treatment")
     signal = tuple(s["name"] for s in cfg["samples"] if s["role"] == "signal")
     workspace = WorkspaceConfig(
         signal=signal, lumi=float(fit["lumi_uncertainty"]) or None,
         missing_side=fit["missing_side"], merge_empty_bins=bool(fit["merge_empty_bins"]),
+        treatment={k: v for k, v in treatment.items() if v == "adversarial"},
     )
-    return FitSpec(workspace, bool(fit["skip"]))
+    return FitSpec(workspace, bool(fit["skip"]), bool(fit["include_failed"]))
 
 
 DEMO_CONFIG = DATA_DIR / "demo.yaml"

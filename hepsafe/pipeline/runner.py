@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -324,7 +324,8 @@ def run(
             templates_io.write_templates(templates, out / "templates.root")
             templates_io.write_templates(templates, out / "templates.json")
             adv(1)
-            fitted, fit_note = fit_run(templates, cfg)
+            failed = gate_failures(varied, gate_reports)
+            fitted, fit_note = fit_run(templates, cfg, failed=failed)
             if fitted is not None:
                 stats.write_fit_outputs(fitted, out)
             adv(1)
@@ -351,8 +352,8 @@ def run(
         raise FitFailed(f"{cfg.source}: {fit_note} (every other output is in {target}; "
                         "remedies: docs/RUN.md, section fit)", result)
     if strict_gate and any(r.get("gate") == "FAIL" for r in summary):
-        failed = [r["name"] for r in summary if r.get("gate") == "FAIL"]
-        raise GateFailed(f"control-region gate failed for {failed} (see {target}/gate.json)",
+        failing = [r["name"] for r in summary if r.get("gate") == "FAIL"]
+        raise GateFailed(f"control-region gate failed for {failing} (see {target}/gate.json)",
                          result)
     return result
 
@@ -367,8 +368,23 @@ def workspace_config(
     return wcfg if signal is None else replace(wcfg, signal=tuple(signal))
 
 
+def gate_failures(
+    varied: Sequence[Varied], reports: Mapping[str, validate.GateReport]
+) -> dict[str, list[str]]:
+    """``{systematic: failed checks}`` for every variation or attack with a side that fails
+    the control-region gate (the failed control variables of its sides, in order)."""
+    out: dict[str, list[str]] = {}
+    for v in varied:
+        rep = reports[v.key]
+        if not rep.passed:
+            checks = out.setdefault(v.name, [])
+            checks += [c for c in rep.failed_variables if c not in checks]
+    return out
+
+
 def fit_run(
-    templates: T.Templates, cfg: RunConfig, signal: tuple[str, ...] | None = None
+    templates: T.Templates, cfg: RunConfig, signal: tuple[str, ...] | None = None,
+    failed: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[stats.FitOutputs | None, str]:
     """The run's fit of ``templates`` as configured under ``fit``: (outputs, "") when done,
     (None, why) when skipped or impossible (empty background bins, ...).
@@ -376,17 +392,26 @@ def fit_run(
     The fitted workspace is the nominal-only workspace (the user-side view) with the patch
     adding every variation and attack; the data are the Asimov data set at mu = 1.
     One-sided variations are declared so by the configuration, so mirroring them is silent.
+    ``failed``: ``{systematic: failed checks}`` of the control-region gate; those are left
+    out of the fit unless ``fit/include_failed`` (the report lists them either way).
     """
     if cfg.fit.skip:
         return None, "skipped (fit: {skip: true})"
     wcfg = workspace_config(cfg, signal)
+    failed = {k: list(v) for k, v in (failed or {}).items()}
+    if failed and not cfg.fit.include_failed:
+        kept = [n for n in templates.systematics() if n not in failed]
+        templates = hygiene.select_systematics(templates, kept)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MirrorWarning)
             base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)
-            return stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True), ""
+            out = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
     except (FitError, TemplateError, WorkspaceError) as exc:
         return None, str(exc)
+    out.report["left_out"] = {} if cfg.fit.include_failed else failed
+    out.report["included_failed"] = sorted(failed) if cfg.fit.include_failed else []
+    return replace(out, text=stats.format_report(out.report)), ""
 
 
 def make_provenance(

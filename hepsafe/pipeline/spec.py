@@ -88,7 +88,10 @@ class Observable(NamedTuple):
 
 class FitSpec(NamedTuple):
     """The fit: ``workspace`` (how the templates become a pyhf model: the signal samples,
-    luminosity uncertainty, ``missing_side``, ``merge_empty_bins``) and ``skip`` (no fit)."""
+    luminosity uncertainty, ``missing_side``, ``merge_empty_bins``, the treatment per
+    variation), ``skip`` (no fit) and ``include_failed`` (variations that fail the
+    control-region gate stay in the fit)."""
 
     workspace: WorkspaceConfig
     skip: bool = False
+    include_failed: bool = False

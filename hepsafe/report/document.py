@@ -49,6 +49,7 @@ def _fit_tables(fit: Mapping[str, Any]) -> list[str]:
     out.append(markdown_table(["rank", "parameter", "dmu (+1 sigma)", "dmu (-1 sigma)"],
                               [[r["rank"], r["name"], r["up"], r["down"]]
                                for r in fit["impacts"]], floatfmt=".4f"))
+    out += _adversarial_tables(fit)
     ul, sig = fit.get("upper_limit"), fit["significance"]
     out.append("")
     if ul:
@@ -56,6 +57,38 @@ def _fit_tables(fit: Mapping[str, Any]) -> list[str]:
                    f"{ul['observed']:.3f}, expected {ul['expected'][2]:.3f} "
                    f"[{ul['expected'][1]:.3f}, {ul['expected'][3]:.3f}].")
     out.append(f"Expected discovery significance: {sig['expected']:.2f} sigma.")
+    return out
+
+
+def _adversarial_tables(fit: Mapping[str, Any]) -> list[str]:
+    """The statistical and systematic uncertainty of mu-hat beside the worst-case band of
+    each adversarial parameter, and the variations left out of (or kept in) the fit."""
+    out: list[str] = []
+    rows = {r["fit"]: r for r in fit["mu"]}
+    worst = fit.get("worst_case") or {}
+    if worst and "all variations" in rows and "no variations" in rows:
+        total, stat = rows["all variations"]["sigma_mu"], rows["no variations"]["sigma_mu"]
+        syst = max(total * total - stat * stat, 0.0) ** 0.5
+        theta = {r["name"]: r for r in fit.get("adversarial", [])}
+        out += ["", "### Adversarial parameters: worst-case band", "",
+                f"mu-hat = {rows['all variations']['mu']:.4f} +- {stat:.4f} (stat) +- "
+                f"{syst:.4f} (syst, every parameter free). Each adversarial parameter theta "
+                "in [0, 1] has a flat prior; its worst-case band is mu-hat(theta = 1) - "
+                "mu-hat(theta = 0), every other parameter profiled (docs/STATISTICS.md).", ""]
+        out.append(markdown_table(
+            ["parameter", "theta-hat", "bounds", "mu-hat (theta=0)", "mu-hat (theta=1)",
+             "worst-case dmu"],
+            [[n, theta[n]["value"] if n in theta else float("nan"), "[0, 1]", w["mu_at_0"],
+              w["mu_at_1"], w["delta_mu"]] for n, w in worst.items()], floatfmt=".4f"))
+    left = fit.get("left_out") or {}
+    if left:
+        out += ["", "Left out of the fit, failed the control-region gate "
+                "(`fit: {include_failed: true}` keeps them): " + "; ".join(
+                    f"`{n}` ({', '.join(c)})" for n, c in left.items()) + "."]
+    kept = fit.get("included_failed") or []
+    if kept:
+        out += ["", "In the fit although they failed the control-region gate "
+                f"(`fit: {{include_failed: true}}`): {', '.join(f'`{n}`' for n in kept)}."]
     return out
 
 
