@@ -6,21 +6,24 @@ Fills templates of an observable (the reference PFN tagger's W score, for jets i
 window; see :func:`observable` and :func:`region`) for W (signal) and QCD (background) jets
 of the shipped sample's test split, nominal and under every variation of :func:`variations`
 (observable and region recomputed on the varied jets). Builds the pyhf workspace (signal
-normfactor ``mu``, staterror, lumi, one normsys + histosys pair per variation), fits the
-Asimov data set at ``mu = 1`` with iminuit and writes into the output directory:
-``templates.root``, ``workspace.json``, ``fit.json``, ``fit.txt``, ``yields.txt`` and
-``results_section.md`` (the "Nuisance parameters in the fit" section of docs/RESULTS.md).
-The same fit from the command line:
-``hepsafe fit OUT/templates.root -o OUT --signal W --lumi 0.017 --asimov --force``.
+normfactor ``mu``, staterror, lumi, one normsys + histosys pair per physics variation and
+one bounded parameter theta in [0, 1] per adversarial variation, docs/STATISTICS.md), fits
+the Asimov data set at ``mu = 1`` with iminuit and writes into the output directory:
+``templates.root``, ``workspace_config.json``, ``workspace.json``, ``fit.json``,
+``fit.txt``, ``yields.txt`` and ``results_section.md`` (the "Nuisance parameters in the
+fit" section of docs/RESULTS.md). The same fit from the command line:
+``hepsafe fit OUT/templates.root -o OUT --config OUT/workspace_config.json --asimov --force``.
 
 To add a variation, add an entry to :func:`variations`: a name and a function ``jets ->
 (up, down)`` returning varied JetBatches (``down`` None for a one-sided variation, which the
-fit mirrors). Adversarial perturbations enter the same way, in :func:`adversarial`.
+fit mirrors). Adversarial perturbations enter the same way, in :func:`adversarial`, and take
+the adversarial treatment (``ADVERSARIAL``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +46,7 @@ MASS_WINDOW = (55.0, 105.0)  # signal region: jet mass [GeV]
 SAMPLES = {"W": (1, 0.05), "QCD": (0, 1.0)}  # name: (label, weight scale)
 LUMI = 0.017  # relative luminosity uncertainty
 SEED = 1
+ADVERSARIAL = ("learned", "pgd")  # fitted as theta in [0, 1] (treatment: adversarial)
 
 VariationFn = Callable[[JetBatch], tuple[JetBatch, JetBatch | None]]
 _TAGGER: dict[str, tagger.OnnxTagger] = {}
@@ -127,9 +131,13 @@ def results_section(report: dict, yields: str, command: str) -> str:
         f"with mass in {lo:g}-{hi:g} GeV:",
         f"W (signal, weight {SAMPLES['W'][1]}) and QCD (background, weight 1) jets of the "
         "shipped sample's test split.",
-        f"The model has staterror, lumi ({100 * LUMI:.1f} %) and, per variation, one nuisance "
-        "parameter acting",
-        "through a normsys + histosys pair (one-sided variations mirrored). Variations "
+        f"The model has staterror, lumi ({100 * LUMI:.1f} %) and, per physics variation, one "
+        "nuisance parameter acting",
+        "through a normsys + histosys pair (one-sided ones mirrored); the adversarial "
+        f"variations ({', '.join(f'`{n}`' for n in ADVERSARIAL)}) are one parameter theta in "
+        "[0, 1] each,",
+        "flat prior, moving the templates linearly from the nominal (theta = 0) to the "
+        "adversarial template (theta = 1), never mirrored (docs/STATISTICS.md). Variations "
         "(`hepsafe.perturbation.variations`):",
         f"`escale` = constituent momentum scale +-{100 * V.DEFAULT_SCALE['all']:g} % "
         "(`scale_all_up/down`), `smear` = 2 % momentum smear,",
@@ -150,11 +158,24 @@ def results_section(report: dict, yields: str, command: str) -> str:
             floatfmt=".4f",
         ),
         "",
-        "Impacts on `mu` (parameter fixed at its post-fit value +-1 sigma, refit), ranked:",
+        "Impacts on `mu` of the Gaussian parameters (fixed at the post-fit value +-1 sigma, "
+        "refit), ranked:",
         "",
         markdown_table(
             ["rank", "parameter", "dmu (+1 sigma)", "dmu (-1 sigma)"],
             [[r["rank"], r["name"], r["up"], r["down"]] for r in report["impacts"]],
+            floatfmt=".4f",
+        ),
+        "",
+        "Adversarial parameters: theta-hat (bounds [0, 1]) and the worst-case band, "
+        "mu-hat(theta = 1) - mu-hat(theta = 0) with every other parameter profiled:",
+        "",
+        markdown_table(
+            ["parameter", "theta-hat", "mu-hat (theta=0)", "mu-hat (theta=1)",
+             "worst-case dmu"],
+            [[r["name"], r["value"], report["worst_case"][r["name"]]["mu_at_0"],
+              report["worst_case"][r["name"]]["mu_at_1"],
+              report["worst_case"][r["name"]]["delta_mu"]] for r in report["adversarial"]],
             floatfmt=".4f",
         ),
         "",
@@ -169,8 +190,9 @@ def results_section(report: dict, yields: str, command: str) -> str:
         "learned adversary (`hepsafe/models/adversary_pfn.onnx`, trained to pass the "
         "control-region gate),",
         "`pgd` is PGD at epsilon 0.02 (10 steps), which fails the gate and is shown for "
-        "comparison. Both are",
-        "one-sided (mirrored) and applied to W and QCD jets alike.",
+        "comparison (a run leaves it out of the fit: `fit: {include_failed: false}`). Both "
+        "are",
+        "one-sided (theta in [0, 1], not mirrored) and applied to W and QCD jets alike.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -185,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     jets = sample[np.isin(sample.label, [label for label, _ in SAMPLES.values()])]
     t = make_templates(jets, variations())
     templates_io.write_templates(t, out / "templates.root")
-    config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI)
+    config = workspace.WorkspaceConfig(signal=("W",), lumi=LUMI,
+                                       treatment={n: "adversarial" for n in ADVERSARIAL})
+    (out / "workspace_config.json").write_text(
+        json.dumps({"signal": ["W"], "lumi": LUMI,
+                    "treatment": {n: {"name": "adversarial"} for n in ADVERSARIAL}}, indent=2))
     res = stats.fit_templates(t, config, asimov=True)
     stats.write_fit_outputs(res, out, force=True)
     command = f"python examples/fit_variations.py -o {args.output_dir}"

@@ -91,15 +91,24 @@ def test_report_matches_fit_and_gate(two_runs):
     assert html.count("data:image/png;base64,") == 4
 
 
-def test_attack_is_a_nuisance_parameter(two_runs):
+def test_gate_failed_are_left_out_of_the_fit(two_runs):
+    """Variations and attacks that fail the gate are not in the fit (fit.json lists them
+    with their failed checks, as does the report); the others are."""
     a, _ = two_runs
     fit = json.loads((a.output / "fit.json").read_text())
-    assert set(fit["systematics"]) >= {"escale", "smear", "pgd"}
-    assert {r["name"] for r in fit["impacts"]} >= {"escale", "smear", "pgd"}
+    gate = json.loads((a.output / "gate.json").read_text())
+    failed = {k.removesuffix("_up").removesuffix("_down") for k, r in gate.items()
+              if not r["passed"]}
+    assert "pgd" in failed
+    assert set(fit["left_out"]) == failed and fit["included_failed"] == []
+    assert set(fit["systematics"]) == {"escale", "smear", "pgd"} - failed
+    assert {r["name"] for r in fit["impacts"]} & failed == set()
+    md = (a.output / "report.md").read_text()
+    assert "Left out of the fit" in md and "`pgd`" in md
     patch = json.loads((a.output / "patch.json").read_text())
     added = {op["value"]["name"] for op in patch if op["op"] == "add"
              and isinstance(op.get("value"), dict) and "name" in op["value"]}
-    assert {"escale", "pgd"} <= added
+    assert not added & failed and "_pgd_delta" not in str(patch)
     rows = {r["name"]: r for r in a.summary}
     assert rows["pgd"]["eff_sig"] < rows["nominal"]["eff_sig"]
 

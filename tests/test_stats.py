@@ -417,8 +417,13 @@ def test_example_fit_variations_runs(tmp_path) -> None:
     section = (tmp_path / "results_section.md").read_text()
     assert section.startswith("## Nuisance parameters in the fit")
     rep = json.loads((tmp_path / "fit.json").read_text())
-    assert {r["name"] for r in rep["impacts"]} == {"escale", "smear", "tracking", "learned",
-                                                   "pgd", "lumi"}
+    assert {r["name"] for r in rep["impacts"]} == {"escale", "smear", "tracking", "lumi"}
+    # the adversaries are bounded theta in [0, 1]: a worst-case band, not a +-1 sigma impact
+    assert set(rep["worst_case"]) == {"learned", "pgd"}
+    assert rep["worst_case"]["learned"]["delta_mu"] > 0.05
+    assert not any(m["name"] in ("learned", "pgd") and m["type"] in ("normsys", "histosys")
+                   for c in json.loads((tmp_path / "workspace.json").read_text())["channels"]
+                   for s in c["samples"] for m in s["modifiers"])
     sigma = {r["fit"]: r["sigma_mu"] for r in rep["mu"]}
     # the adversarial nuisance parameter widens mu's uncertainty
     assert sigma["only learned"] > sigma["no variations"] * 1.05

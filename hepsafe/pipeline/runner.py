@@ -405,8 +405,12 @@ def fit_run(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MirrorWarning)
-            base = workspace.build_workspace(hygiene.select_systematics(templates, []), wcfg)
-            out = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
+            if not templates.systematics():  # every one left out: the nominal-only fit
+                out = stats.fit_templates(templates, wcfg, asimov=True)
+            else:
+                base = workspace.build_workspace(hygiene.select_systematics(templates, []),
+                                                 wcfg)
+                out = stats.fit_templates(templates, wcfg, user_workspace=base, asimov=True)
     except (FitError, TemplateError, WorkspaceError) as exc:
         return None, str(exc)
     out.report["left_out"] = {} if cfg.fit.include_failed else failed
