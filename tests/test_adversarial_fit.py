@@ -167,8 +167,9 @@ def test_worst_case_is_two_fixed_fits_and_pyhf_alone_agrees(tmp_path) -> None:
 
 
 def test_run_leaves_gate_failed_out_unless_include_failed(run_doc) -> None:
-    """Attacks take the adversarial treatment by default; a gate-failed variation is left
-    out of the fit (listed with its checks), kept with fit: {include_failed: true}."""
+    """Attacks take the adversarial treatment by default; a systematic handed to fit_run as
+    gate-failed is left out of the fit (listed with its checks), kept with fit:
+    {include_failed: true}."""
     t = templates()
     doc = run_doc(attacks=[{"type": "pgd", "name": "adv", "epsilon": 0.02}],
                   variations=[{"type": "scale_all", "name": "gs"}])

@@ -371,12 +371,14 @@ def workspace_config(
 def gate_failures(
     varied: Sequence[Varied], reports: Mapping[str, validate.GateReport]
 ) -> dict[str, list[str]]:
-    """``{systematic: failed checks}`` for every variation or attack with a side that fails
-    the control-region gate (the failed control variables of its sides, in order)."""
+    """``{attack: failed checks}`` for every attack that fails the control-region gate (the
+    failed control variables, in order). Physics variations are not listed: they are
+    uncertainties with a prior width, which the control-region data may constrain, not
+    hidden mismodellings, so they always enter the fit."""
     out: dict[str, list[str]] = {}
     for v in varied:
         rep = reports[v.key]
-        if not rep.passed:
+        if v.kind == "attack" and not rep.passed:
             checks = out.setdefault(v.name, [])
             checks += [c for c in rep.failed_variables if c not in checks]
     return out
