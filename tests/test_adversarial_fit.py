@@ -189,3 +189,21 @@ def test_run_leaves_gate_failed_out_unless_include_failed(run_doc) -> None:
     assert dict(gauss.fit.workspace.treatment) == {}
     with pytest.raises(ConfigError, match="fit/treatment"):
         config.from_dict({**doc, "fit": {"treatment": {"nope": "adversarial"}}}, "run.yaml")
+
+
+def test_cabinetry_takes_the_workspace_as_it_is(tmp_path) -> None:
+    """cabinetry fits workspace.json (Gaussian variations and an adversarial theta) as
+    written, with the model it builds itself, to fit.json's mu-hat and sigma_mu (1e-3)."""
+    cabinetry = pytest.importorskip("cabinetry")
+    out = R.fit_templates(templates(), ADV, asimov=True, limit=False)
+    R.write_fit_outputs(out, tmp_path)
+    spec = json.loads((tmp_path / "workspace.json").read_text())
+    model, _ = cabinetry.model_utils.model_and_data(pyhf.Workspace(spec))
+    res = cabinetry.fit.fit(model, asimov_data(model))
+    report = json.loads((tmp_path / "fit.json").read_text())
+    row = next(r for r in report["mu"] if r["fit"] == "all variations")
+    poi = res.labels.index(model.config.poi_name)
+    assert row["mu"] == pytest.approx(float(res.bestfit[poi]), abs=1e-3)
+    assert row["sigma_mu"] == pytest.approx(float(res.uncertainty[poi]), abs=1e-3)
+    theta = res.labels.index("adv")
+    assert 0.0 <= res.bestfit[theta] <= 1.0
