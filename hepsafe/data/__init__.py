@@ -66,7 +66,6 @@ if TYPE_CHECKING:
         STEP_SIZE,
         iter_selected,
         read_selected,
-        sample_jets,
         selector,
     )
     from hepsafe.data.regions import (
@@ -139,7 +138,6 @@ _EXPORTS = {
     "read_selected": "reading",
     "round_mantissa": "generator",
     "sample_card": "sample",
-    "sample_jets": "reading",
     "scatter": "layout",
     "selector": "reading",
     "slot_index": "layout",
@@ -202,7 +200,6 @@ __all__ = [
     "read_selected",
     "round_mantissa",
     "sample_card",
-    "sample_jets",
     "scatter",
     "selector",
     "slot_index",

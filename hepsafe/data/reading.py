@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from hepsafe.data.jets import TREE, JetBatch, Selector, iter_root
-from hepsafe.exceptions import ConfigError, InputError
+from hepsafe.exceptions import ConfigError
 
 #: entries read per chunk by default (``read/step_size`` of the run configuration)
 STEP_SIZE = 20_000
@@ -116,30 +115,3 @@ def read_selected(
     if not pieces:
         return None
     return pieces[0] if len(pieces) == 1 else JetBatch.concatenate(pieces)
-
-
-def sample_jets(cfg: Any, i: int) -> JetBatch:
-    """The jets of sample ``i`` of a run configuration (``hepsafe.pipeline.config.RunConfig``):
-    its files read in chunks of ``read/step_size`` entries, cut by ``label``, ``split``
-    and ``max_jets``, weights times ``scale``. A sample left without jets is an
-    InputError naming the configuration key and the files."""
-    s = cfg["samples"][i]
-    raw = cfg.raw
-    step = int(raw.get("read", {}).get("step_size", STEP_SIZE))
-    jets = read_selected(
-        s["files"], raw.get("format", "hepsafe"), raw.get("tree"), s.get("label"),
-        s.get("split", "all"), s.get("max_jets"), step, raw.get("collection", "FatJet"),
-        raw.get("puppi"),
-    )
-    if jets is None:
-        raise InputError(
-            f"{cfg.source}: key 'samples/{i}' ('{s['name']}'): no jets selected from "
-            f"{s['files']}"
-        )
-    if "jet_msoftdrop" in raw.get("region", {}) and jets.msoftdrop is None:
-        raise ConfigError(f"{cfg.source}: key 'region/jet_msoftdrop': sample "
-                          f"'{s['name']}' has no soft-drop mass (no branch "
-                          f"{raw.get('collection', 'FatJet')}_msoftdrop in {s['files']})")
-    if "scale" in s:
-        jets = jets.replace(weight=(jets.weight * s["scale"]).astype(np.float32))
-    return jets

@@ -133,7 +133,7 @@ def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str,
              provenance: Mapping[str, Any], fit_note: str = "") -> str:
     """The report as markdown; ``fit`` empty: the fit was not done, ``fit_note`` says why."""
     header, rows = summary_rows(summary)
-    wp = cfg["working_point"]["signal_efficiency"]
+    wp = cfg.working_point
     lines = [
         "# hepsafe report",
         "",
@@ -148,8 +148,8 @@ def markdown(cfg: Any, summary: Sequence[Mapping[str, Any]], gates: Mapping[str,
         f"Working point: {100 * wp:g} % signal efficiency on the nominal signal scores; "
         "eff_S/eff_B are the efficiencies at that fixed threshold, `d eff_S` the relative "
         "change of the signal efficiency, `fooled` the fraction of signal jets whose decision "
-        f"flips, `gate` the control-region verdict on `{cfg['control']}`.",
-        *_region_lines(Region.from_dict(cfg["region"])),
+        f"flips, `gate` the control-region verdict on `{cfg.control}`.",
+        *_region_lines(cfg.region),
         "",
         markdown_table(header, rows, floatfmt=".4f"),
         "",
