@@ -45,7 +45,7 @@ IMPORTS = ("import hepsafe.cli, hepsafe.pipeline.runner, hepsafe.report.plots, "
            "hepsafe.report.document, torch, "
            "onnxruntime, numba, onnx2torch, uproot, pyhf, iminuit, matplotlib.pyplot")
 RUN = "import sys; from hepsafe.cli import main; assert main(['run', sys.argv[1], '-q']) == 0"
-READ = ("import sys; from hepsafe import config, pipeline; "
+READ = ("import sys; from hepsafe.pipeline import config, runner as pipeline; "
         "s = pipeline.load_samples(config.load(sys.argv[1])); "
         "print(sum(len(v.jets) for v in s.values()))")
 
