@@ -97,10 +97,38 @@ def test_gate_stops_training(pfn, split):
     jets = split[0][::2]
     adv = LearnedAdversary(pfn, Envelope(), cfg, gate_config=strict).fit(jets, holdout=split[1])
     assert adv.record["epochs_run"] == 1 and adv.record["epoch_kept"] == 0
-    assert sum(adv.record["n_train"].values()) == len(jets)
-    assert sum(adv.record["n_holdout"].values()) == len(split[1])
+    assert adv.record["stopped_by"] == "gate"
+    # the selection hold-out given; the report hold-out carved from the training jets
+    assert sum(adv.record["n_train"].values()) + sum(adv.record["n_report"].values()) \
+        == len(jets)
+    assert sum(adv.record["n_selection"].values()) == len(split[1])
     # the kept state is the initial one: the identity
     assert np.all(adv.delta(split[1]) == 0)
+
+
+def test_selection_and_reported_gate_use_disjoint_hold_outs(pfn, split):
+    """The stopping point is chosen on one hold-out, the reported gate comes from another:
+    no jet in common (nor with the training jets), each gate counts its own background
+    jets, and hold-outs given that share jets are refused."""
+    jets = split[0]
+    cfg = LearnedConfig(**{**TINY, "epochs": 1, "stop_on_gate": True})
+    adv = LearnedAdversary(pfn, TINY_ENVELOPE, cfg).fit(jets)
+    keys = {k: {tuple(r) for r in v} for k, v in adv.splits.items()}
+    assert all(len(v) > 20 for v in keys.values())
+    assert not keys["selection"] & keys["report"]
+    assert not keys["train"] & (keys["selection"] | keys["report"])
+    assert sum(len(v) for v in keys.values()) == len(jets)
+    n_bkg = {k: adv.record[f"n_{k}"]["background"] for k in ("selection", "report")}
+    assert adv.selection_report is not None and adv.gate_report is not None
+    assert adv.selection_report.stats("jet_pt").n_nominal == n_bkg["selection"]
+    assert adv.gate_report.stats("jet_pt").n_nominal == n_bkg["report"]
+    assert adv.record["selection_gate"]["passed"] == adv.history[adv.record["epoch_kept"]][
+        "gate_passed"]
+    with pytest.raises(InputError, match="'holdout' and 'report' share"):
+        LearnedAdversary(pfn, TINY_ENVELOPE, cfg).fit(jets, holdout=split[1],
+                                                      report=split[1][::2])
+    with pytest.raises(InputError, match="'train_jets' and 'holdout' share"):
+        LearnedAdversary(pfn, TINY_ENVELOPE, cfg).fit(jets, holdout=jets[::3])
 
 
 def test_deterministic_for_a_seed(pfn, split):
@@ -142,8 +170,11 @@ def test_onnx_only_application_equals_torch_path(tiny, exported, pfn, split):
     # of its tolerance (correct it or not): still the same perturbation to 1e-4
     np.testing.assert_allclose(via_onnx.delta_applied, via_torch.delta_applied, atol=1e-4)
     for name, atol in (("pt", 1e-2), ("eta", 1e-5), ("phi", 1e-5), ("mass", 1e-2)):  # GeV, rad
-        np.testing.assert_allclose(getattr(via_onnx.jets, name), getattr(via_torch.jets, name),
-                                   rtol=1e-4, atol=atol)
+        a, b = getattr(via_onnx.jets, name), getattr(via_torch.jets, name)
+        off = ~np.isclose(a, b, rtol=1e-4, atol=atol)
+        # a jet at the edge of its restoration tolerance may land on the other side of it
+        assert off.sum() <= max(1, len(a) // 200), (name, int(off.sum()))
+        np.testing.assert_allclose(a, b, rtol=TINY_ENVELOPE.mass_tol, atol=atol)
     assert np.array_equal(via_onnx.flagged, via_torch.flagged)
     # the ONNX path itself does not depend on the batch size
     same = OnnxAdversary(exported, batch_size=1000)(test, "down")
@@ -165,6 +196,8 @@ def test_card(tiny, exported, pfn):
     assert card["training"]["lambdas"] == {"cls": 1.0, "pt": 10.0, "mass": 10.0}
     assert card["training"]["seed"] == 0 and card["training"]["epochs_run"] == 4
     assert card["training"]["gate"]["passed"] in (True, False)
+    assert card["training"]["gate"]["split"] == "report"
+    assert card["training"]["bg_score"] == "probability"  # the default, as in Shimmin & Nachman
     assert set(card["training"]["gate"]["ks"]) == {"jet_pt", "jet_mass", "score"}
     assert card["training"]["command"] == "test"
 
@@ -264,7 +297,8 @@ def test_errors(tiny, exported, pfn, split, tmp_path):
     with pytest.raises(InputError, match="train_jets"):
         LearnedAdversary(pfn).fit("jets")  # type: ignore[arg-type]
     for bad in ({"epochs": -1}, {"lambda_cls": -1.0}, {"bg_score": "rank"},
-                {"features": ("nope",)}, {"holdout_fraction": 1.0},
+                {"features": ("nope",)}, {"holdout_fraction": 1.0}, {"report_fraction": 0.0},
+                {"holdout_fraction": 0.5, "report_fraction": 0.5},
                 {"signal_labels": (0,)}, {"observables_on": "signal"}):
         with pytest.raises(ConfigError, match=next(iter(bad)).split("_")[0]):
             LearnedConfig(**bad)

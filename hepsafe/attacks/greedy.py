@@ -12,9 +12,11 @@ statistics (:mod:`hepsafe.validation.checks`, the gate's binning and weights):
   variables (jet pT, mass, eta, number of constituents) must stay ``<= corr_max``.
 
 The search, per step: the gradient of the signal logit (:class:`GradientOracle`) at the
-current delta; then for each coordinate (pT, eta, phi; largest first-order gain first) a
-signed step of ``step_size`` (fraction of the envelope bound) on the constituents with the
-largest ``|gradient| * bound``. A step is accepted when every cap holds and the batch's mean
+current delta, signed per jet by the target's direction (the objective is the batch mean of
+:class:`~hepsafe.attacks.base.Objective`, which may mix jets pushed down and up); then for
+each coordinate (pT, eta, phi; largest first-order gain first) a signed step of
+``step_size`` (fraction of the envelope bound) on the constituents with the largest
+``|gradient| * bound``. A step is accepted when every cap holds and the batch's mean
 objective improves; otherwise the fraction of constituents moved is halved (the smallest
 gradients are dropped first), up to ``max_halvings`` times, before that coordinate is given
 up for the step. Every step is projected through the perturbation kernels.
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe.attacks.base import Attack, GradientOracle
+from hepsafe.attacks.base import Attack, GradientOracle, Objective
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation.envelope import Envelope
@@ -102,8 +104,9 @@ class GreedySearch(Attack):
         preserve: Sequence[str] = ("pt", "mass"),
         batch_size: int = 4096,
         seed: int = 0,
+        signal_labels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(tagger, envelope, preserve, batch_size, seed)
+        super().__init__(tagger, envelope, preserve, batch_size, seed, signal_labels)
         if steps < 1:
             raise ConfigError(f"option 'steps' must be >= 1, got {steps}")
         if not step_size > 0:
@@ -141,26 +144,30 @@ class GreedySearch(Attack):
         return all(v <= self.jsd_max for v in jsd.values()) and corr <= self.corr_max
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
         oracle = GradientOracle(self.tagger, jets)
         monitor = BatchMonitor(jets, self.bins)
         bounds = self.bounds(perturber)
+        jet_of = np.repeat(np.arange(len(jets)), np.diff(perturber.offsets))
         delta = np.zeros_like(bounds)
-        obj0 = float(np.mean(direction * oracle.logit(delta)))
+        obj0 = float(np.mean(objective.value(oracle.logit(delta))))
         obj = obj0
         jsd, corr = {v: 0.0 for v in JSD_FEATURES}, 0.0
         accepted = proposals = 0
         for _ in range(self.steps):
-            _, grad = oracle.logit_and_grad(delta)
+            logit, grad = oracle.logit_and_grad(delta)
             gain = np.abs(grad) * bounds
+            if objective.loss:  # the loss weighs each jet by its slope
+                gain = gain * np.abs(objective.slope(logit))[jet_of, None].astype(np.float32)
+            signs = objective.signs(grad, jet_of)
             moved = False
             for q in np.argsort(-gain.sum(axis=0), kind="stable"):
                 cand = np.flatnonzero(gain[:, q] > 0)
                 if not len(cand):
                     continue
                 cand = cand[np.argsort(-gain[cand, q], kind="stable")]
-                sign = np.sign(direction * grad[cand, q]).astype(np.float32)
+                sign = signs[cand, q]
                 for h in range(self.max_halvings + 1):
                     k = max(1, math.ceil(len(cand) / 2**h))
                     prop = delta.copy()
@@ -170,7 +177,7 @@ class GreedySearch(Attack):
                     p_jsd, p_corr = monitor.measure(res.jets)
                     if not self._within(p_jsd, p_corr):
                         continue
-                    p_obj = float(np.mean(direction * oracle.logit(res.delta_applied)))
+                    p_obj = float(np.mean(objective.value(oracle.logit(res.delta_applied))))
                     if p_obj > obj:
                         delta, obj, jsd, corr = res.delta_applied, p_obj, p_jsd, p_corr
                         accepted += 1

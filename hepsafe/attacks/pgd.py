@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe.attacks.base import Attack, GradientOracle
+from hepsafe.attacks.base import Attack, GradientOracle, Objective
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation.envelope import Envelope
@@ -22,28 +22,33 @@ from hepsafe.tagger.onnx import OnnxTagger
 
 
 class FGSM(Attack):
-    """Fast gradient sign method: ``delta = bound * sign(grad)`` in one step, then projected."""
+    """Fast gradient sign method: ``delta = bound * sign(grad)`` in one step, then projected;
+    ``grad`` the gradient of each jet's objective (its direction times the signal logit, or
+    its label's cross-entropy for "true_label": the same signs)."""
 
     name = "fgsm"
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
         oracle = GradientOracle(self.tagger, jets)
         zero = np.zeros((oracle.n_constituents, 3), dtype=np.float32)
         _, grad = oracle.logit_and_grad(zero)
-        delta = self.bounds(perturber) * np.sign(direction * grad)
+        jet_of = np.repeat(np.arange(len(jets)), np.diff(perturber.offsets))
+        delta = self.bounds(perturber) * objective.signs(grad, jet_of)
         applied, _ = perturber.project(delta)
         return applied
 
 
 class PGD(Attack):
-    """Projected gradient descent on the signal logit inside the envelope.
+    """Projected gradient ascent of each jet's objective inside the envelope.
 
-    ``steps`` signed-gradient steps of ``step_size`` (fraction of the bound, default
-    ``2.5 / steps``), from zero or, with ``random_start``, from a uniform point of the
-    envelope; ``restarts`` further random starts; per jet the delta with the best
-    (lowest for "down") logit over all steps and restarts is kept.
+    The objective (:class:`~hepsafe.attacks.base.Objective`): the signal logit times the
+    jet's direction, or for "true_label" the binary cross-entropy of its label (same step
+    signs, another value). ``steps`` signed-gradient steps of ``step_size`` (fraction of
+    the bound, default ``2.5 / steps``), from zero or, with ``random_start``, from a uniform
+    point of the envelope; ``restarts`` further random starts; per jet the delta with the
+    best objective (lowest logit for "down") over all steps and restarts is kept.
     """
 
     name = "pgd"
@@ -59,8 +64,9 @@ class PGD(Attack):
         preserve: Sequence[str] = ("pt", "mass"),
         batch_size: int = 512,
         seed: int = 0,
+        signal_labels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(tagger, envelope, preserve, batch_size, seed)
+        super().__init__(tagger, envelope, preserve, batch_size, seed, signal_labels)
         if steps < 1:
             raise ConfigError(f"option 'steps' must be >= 1, got {steps}")
         if restarts < 0:
@@ -82,7 +88,7 @@ class PGD(Attack):
         }
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
         oracle = GradientOracle(self.tagger, jets)
         bounds = self.bounds(perturber)
@@ -90,7 +96,7 @@ class PGD(Attack):
         jet_of = np.repeat(np.arange(len(jets)), np.diff(offsets))
         rng = np.random.default_rng([self.seed, batch_no])
         best = np.zeros_like(bounds)
-        best_obj = direction * oracle.logit(best)
+        best_obj = objective.value(oracle.logit(best))
         for start in range(self.restarts + 1):
             if self.random_start or start > 0:
                 delta = bounds * rng.uniform(-1.0, 1.0, size=bounds.shape).astype(np.float32)
@@ -99,15 +105,15 @@ class PGD(Attack):
                 delta = np.zeros_like(bounds)
             for _ in range(self.steps):
                 logit, grad = oracle.logit_and_grad(delta)
-                obj = direction * logit
+                obj = objective.value(logit)
                 better = obj > best_obj
                 if better.any():
                     sel = better[jet_of]
                     best[sel] = delta[sel]
                     best_obj = np.where(better, obj, best_obj)
-                step = self.step_size * bounds * np.sign(direction * grad)
+                step = self.step_size * bounds * objective.signs(grad, jet_of)
                 delta, _ = perturber.project(delta + step)
-            obj = direction * oracle.logit(delta)
+            obj = objective.value(oracle.logit(delta))
             better = obj > best_obj
             sel = better[jet_of]
             best[sel] = delta[sel]

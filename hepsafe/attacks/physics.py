@@ -5,8 +5,8 @@ named variation and returns a :class:`~hepsafe.perturbation.perturber.Perturbati
 can treat a
 physics shift and an adversarial one alike (scores, gate, templates). Two differences:
 
-- the target is ignored (a variation does not look at the tagger); it is still checked, so
-  a class absent from the card is an error as for every attack;
+- the target is ignored (a variation does not look at the tagger, and has no direction);
+  it is still checked, so a class absent from the card is an error as for every attack;
 - a variation is a physics shift, *not* limited to the envelope, and restores no jet
   observable. ``Perturbation.jets`` is the variation's own output, unchanged;
   ``delta_applied`` is the delta implied by the change of coordinates, per constituent
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe.attacks.base import Attack, AttackInfo, resolve_target
+from hepsafe.attacks.base import Attack, AttackInfo, Objective, check_target
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, InputError
 from hepsafe.perturbation.envelope import Envelope
@@ -93,17 +93,18 @@ class PhysicsVariation(Attack):
         return {"variation": self.variation, "options": dict(self.options), "seed": self.seed}
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
-        """The implied delta of the variation on ``jets`` (``direction`` is ignored)."""
+        """The implied delta of the variation on ``jets`` (``objective`` is ignored)."""
         return implied_delta(jets, apply_variation(self.variation, jets, self.seed,
                                                    **self.options))
 
     def __call__(self, jets: JetBatch, target: str = "down") -> Perturbation:
-        """Apply the variation to ``jets``; ``target`` is checked, then ignored."""
+        """Apply the variation to ``jets``; ``target`` is checked, then ignored (a label-aware
+        one needs no labels here)."""
         if not isinstance(jets, JetBatch):
             raise InputError(f"{self.name}: expected a JetBatch, got {type(jets).__name__}")
-        resolve_target(self.tagger, target)
+        check_target(self.tagger, target)
         varied = apply_variation(self.variation, jets, self.seed, **self.options)
         n = len(jets)
         return Perturbation(

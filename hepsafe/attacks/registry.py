@@ -44,7 +44,8 @@ GRADIENT_KINDS: tuple[str, ...] = ("fgsm", "pgd", "greedy")
 #: every kind :func:`make_attack` knows, besides "physics:<variation>"
 KINDS: tuple[str, ...] = ("fgsm", "pgd", "spsa", "greedy", "learned")
 #: options that carry over to SPSA when a gradient attack falls back to it
-_SPSA_OPTIONS = ("steps", "preserve", "batch_size", "seed", "samples", "c", "lr")
+_SPSA_OPTIONS = ("steps", "preserve", "batch_size", "seed", "samples", "c", "lr",
+                 "signal_labels")
 
 
 def _learned() -> type[Attack]:

@@ -9,7 +9,8 @@ Per step, the gradient of each jet's signal logit is estimated from ``samples`` 
 Rademacher directions ``v`` (one sign per constituent and coordinate): the logits at
 ``delta + c * bound * v`` and ``delta - c * bound * v`` (both, for every jet of the batch, in
 one ONNX Runtime call) give ``g += (f+ - f-) / (2 c) * v``. The step is signed, like PGD's:
-``delta += lr * bound * sign(direction * g)``, projected through the perturbation kernels;
+``delta += lr * bound * sign(direction * g)`` (``direction`` per jet, from the target),
+projected through the perturbation kernels;
 per jet the best delta seen is kept. The Rademacher signs are counter-based, keyed on
 ``(seed, event, jet_index, constituent, step, sample, coordinate)``, so a result is
 deterministic for a seed and the draws do not depend on how the jets are split into batches
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe.attacks.base import Attack, padded_index
+from hepsafe.attacks.base import Attack, Objective, padded_index
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation import _kernels as kernels
@@ -132,7 +133,7 @@ class SPSA(Attack):
     ``steps`` signed steps of ``lr`` (fraction of the envelope bound per constituent and
     coordinate, default ``2.5 / steps`` as PGD); each step estimates the gradient from
     ``samples`` Rademacher directions evaluated at ``+-c`` (fraction of the bound). Per jet
-    the delta with the best (lowest for "down") logit over all steps is kept. Costs
+    the delta with the best objective (lowest logit for "down") over all steps is kept. Costs
     ``steps * (2 * samples + 1)`` tagger evaluations of the batch.
     """
 
@@ -149,8 +150,9 @@ class SPSA(Attack):
         preserve: Sequence[str] = ("pt", "mass"),
         batch_size: int = 512,
         seed: int = 0,
+        signal_labels: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(tagger, envelope, preserve, batch_size, seed)
+        super().__init__(tagger, envelope, preserve, batch_size, seed, signal_labels)
         if samples < 1:
             raise ConfigError(f"option 'samples' must be >= 1, got {samples}")
         if steps < 1:
@@ -179,14 +181,14 @@ class SPSA(Attack):
         return np.where(np.stack(cols, axis=1) < 0.5, -1.0, 1.0).astype(np.float32)
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
         oracle = ScoreOracle(self.tagger, jets)
         bounds = self.bounds(perturber) * oracle.in_slot[:, None].astype(np.float32)
         jet_of = np.repeat(np.arange(len(jets)), np.diff(perturber.offsets))
         delta = np.zeros_like(bounds)
         best = delta.copy()
-        best_obj = direction * oracle.logits(delta[None])[0]
+        best_obj = objective.value(oracle.logits(delta[None])[0])
         for step in range(self.steps):
             grad = np.zeros(bounds.shape, dtype=np.float64)
             for sample in range(self.samples):
@@ -194,9 +196,9 @@ class SPSA(Attack):
                 h = self.c * bounds * v
                 f_plus, f_minus = oracle.logits(np.stack([delta + h, delta - h]))
                 grad += ((f_plus - f_minus) / (2.0 * self.c))[jet_of, None] * v
-            step_delta = self.lr * bounds * np.sign(direction * grad).astype(np.float32)
+            step_delta = self.lr * bounds * objective.signs(grad, jet_of)
             delta, _ = perturber.project(delta + step_delta)
-            obj = direction * oracle.logits(delta[None])[0]
+            obj = objective.value(oracle.logits(delta[None])[0])
             better = obj > best_obj
             if better.any():
                 sel = better[jet_of]

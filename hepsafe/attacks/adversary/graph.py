@@ -31,7 +31,13 @@ from typing import Any, cast
 import numpy as np
 
 from hepsafe._files import atomic_path, read_json, sha256sum, write_json
-from hepsafe.attacks.base import Attack, constituent_classes, resolve_target
+from hepsafe.attacks.base import (
+    LABEL_TARGETS,
+    Attack,
+    Objective,
+    constituent_classes,
+    resolve_target,
+)
 from hepsafe.data import layout
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import CardError, ConfigError, InputError, ModelError
@@ -325,19 +331,24 @@ class AdversaryNetwork(Attack):
         raise NotImplementedError
 
     def _direction_of(self, target: str) -> float:
+        """-1 or +1 for ``target``; the label-aware targets are -1: g is trained to push
+        the signal down while holding the background fixed, its own label-aware objective
+        (it does not see labels when applied, so none are needed)."""
+        if target in LABEL_TARGETS:
+            return -1.0
         if self.tagger is not None:
             return resolve_target(self.tagger, target)
         if target in ("down", "up"):
             return -1.0 if target == "down" else 1.0
         if target not in self.classes:
-            raise ConfigError(f"option 'target': '{target}' is neither 'down', 'up' nor a class "
-                              f"of the adversary's tagger (classes {list(self.classes)})")
+            raise ConfigError(f"option 'target': '{target}' is neither 'down', 'up', "
+                              f"{' nor '.join(repr(t) for t in LABEL_TARGETS)} nor a class of "
+                              f"the adversary's tagger (classes {list(self.classes)})")
         return 1.0 if target == self.signal else -1.0
 
-    def __call__(self, jets: JetBatch, target: str = "down") -> Perturbation:
-        """Apply ``g`` to ``jets`` (one forward pass per batch), then project through the
-        kernels (inside the envelope, preserved observables restored). ``target`` must be
-        the direction ``g`` was trained for ("down", "up" or a class of the tagger)."""
+    def objective(self, jets: JetBatch, target: str) -> Objective:
+        """The direction ``g`` was trained for, the same for every jet (``target`` must ask
+        for it; a label-aware target asks for "down")."""
         if self.direction is None:
             raise ConfigError(f"{type(self).__name__}: no trained network (call fit() or load())")
         direction = self._direction_of(target)
@@ -346,7 +357,19 @@ class AdversaryNetwork(Attack):
             raise ConfigError(f"option 'target': '{target}' asks for the other direction than "
                               f"the network was trained for ('{trained}'); train one with "
                               f"target='{'up' if trained == 'down' else 'down'}'")
-        return super().__call__(jets, "down" if direction < 0 else "up")
+        return Objective(np.full(len(jets), direction))
+
+    def __call__(self, jets: JetBatch, target: str = "down") -> Perturbation:
+        """Apply ``g`` to ``jets`` (one forward pass per batch), then project through the
+        kernels (inside the envelope, preserved observables restored). ``target`` must be
+        the direction ``g`` was trained for ("down", "up" or a class of the tagger; the
+        label-aware "signal_down_background_up" and "true_label" mean the network's own
+        objective, signal down with the background held fixed, so "down"). Every jet gets
+        the same g, whatever its label; ``info.target`` records ``target``."""
+        if not isinstance(jets, JetBatch):
+            raise InputError(f"{self.name}: expected a JetBatch, got {type(jets).__name__}")
+        self.objective(jets, target)  # checks the target before any work
+        return super().__call__(jets, target)
 
     def delta(self, jets: JetBatch) -> np.ndarray:
         """The network's raw delta on the flat layout, float32 ``(n_constituents, 3)``.
@@ -357,7 +380,7 @@ class AdversaryNetwork(Attack):
         return flat_delta(self.padded_delta(inputs), index, int(jets.n_parts.sum()))
 
     def attack_batch(
-        self, jets: JetBatch, perturber: Perturber, direction: float, batch_no: int
+        self, jets: JetBatch, perturber: Perturber, objective: Objective, batch_no: int
     ) -> np.ndarray:
         applied, _ = perturber.project(self.delta(jets))
         return applied

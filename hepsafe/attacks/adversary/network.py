@@ -43,13 +43,15 @@ class LearnedConfig:
     Network: ``features`` g sees (names of :data:`hepsafe.tagger.features.CONSTITUENT_FEATURES`),
     ``n_max`` padding length (None: the tagger's), ``phi_sizes`` per-constituent MLP widths,
     ``head_sizes`` head MLP widths. Loss: ``lambda_cls``, ``lambda_pt``, ``lambda_mass``
-    (module docstring), ``bg_score`` "logit" or "probability", ``observables_on``
-    "all" or "background" (the jets the jet pT/mass terms run over). Training: ``epochs`` (the
-    most), ``batch_size`` jets per step, ``lr`` Adam learning rate, ``seed``, ``threads``
-    (torch intra-op threads, part of reproducibility), ``holdout_fraction`` of the signal
-    and background jets kept apart for the gate, ``max_train_jets`` (thin evenly to at most
-    this many, None: all), ``signal_labels``/``background_labels`` (jet labels),
-    ``stop_on_gate`` (False: train all epochs, still recording the gate).
+    (module docstring), ``bg_score`` "probability" (the background term on f, as in Shimmin
+    & Nachman) or "logit", ``observables_on`` "all" or "background" (the jets the jet
+    pT/mass terms run over). Training: ``epochs`` (the most), ``batch_size`` jets per step,
+    ``lr`` Adam learning rate, ``seed``, ``threads`` (torch intra-op threads, part of
+    reproducibility), ``holdout_fraction`` of the signal and background jets kept apart for
+    the selection gate (it picks the stopping epoch), ``report_fraction`` kept apart for the
+    reported gate (disjoint from it), ``max_train_jets`` (thin evenly to at most this many,
+    None: all), ``signal_labels``/``background_labels`` (jet labels), ``stop_on_gate``
+    (False: train all epochs, still recording the gate).
     """
 
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -59,14 +61,15 @@ class LearnedConfig:
     lambda_cls: float = 10.0
     lambda_pt: float = 1000.0
     lambda_mass: float = 1000.0
-    bg_score: str = "logit"
+    bg_score: str = "probability"
     observables_on: str = "all"
     epochs: int = 15
     batch_size: int = 128
     lr: float = 5e-3
     seed: int = 0
     threads: int = 2
-    holdout_fraction: float = 0.25
+    holdout_fraction: float = 0.2
+    report_fraction: float = 0.2
     max_train_jets: int | None = None
     signal_labels: tuple[int, ...] = (1,)
     background_labels: tuple[int, ...] = (0,)
@@ -112,9 +115,14 @@ class LearnedConfig:
                               f"{self.observables_on!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ConfigError(f"option 'lr' must be > 0, got {self.lr!r}")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ConfigError(f"option 'holdout_fraction' must be in (0, 1), got "
-                              f"{self.holdout_fraction}")
+        for name in ("holdout_fraction", "report_fraction"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and 0.0 < v < 1.0):
+                raise ConfigError(f"option '{name}' must be in (0, 1), got {v!r}")
+        if not self.holdout_fraction + self.report_fraction < 1.0:
+            raise ConfigError(f"options 'holdout_fraction' + 'report_fraction' must be < 1 (the "
+                              f"rest trains), got {self.holdout_fraction} + "
+                              f"{self.report_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""

@@ -14,9 +14,12 @@ the loss, per batch,
     dpT = (pT(g(J)) - pT(J)) / pT(J),  dm = (m(g(J)) - m(J)) / max(m(J), 1 GeV),
 
 with ``f`` the signal probability and ``s`` the score the background term holds fixed
-(``bg_score``: the logit by default, which weighs the whole background distribution as
-the gate's KS test does, or the probability ``f``, which weighs only its signal-like tail).
-Jet pT and mass [GeV] are summed from the perturbed padded constituents
+(``bg_score``: the probability ``f`` by default, as in Shimmin & Nachman, which weighs the
+signal-like tail of the background, where the working point is; or the logit, which weighs
+the whole background distribution as the gate's KS test does). The target is the
+network's own label-aware one: signal jets down, background jets held fixed ("down"; the
+labels only choose the loss terms; applied, g sees no label and moves every jet). Jet pT and
+mass [GeV] are summed from the perturbed padded constituents
 (:func:`hepsafe.tagger.features.jet_features`, differentiable; constituent energies at fixed
 constituent mass). The observable terms run over the background jets only
 (``observables_on="background"``, the original formulation) or over every jet (``"all"``,
@@ -24,14 +27,19 @@ the default): at use the kernels restore the preserved jet pT and mass anyway, s
 that changes them on signal jets is undone; penalising it teaches ``g`` deltas that survive
 the restoration. The learning rate decays as a cosine over the epochs.
 
-After every epoch the adversary is applied to a held-out set (projected through the
-kernels, as at use) and the control-region gate compares its background with the nominal
-one (the held-out jets through the kernels at zero delta: the kernels recompute constituent
-energies and jet observables from the constituents, which alone moves a few jets and, KS
-being sensitive to any change of a paired sample, would count against ``g``). Training
-stops at the first failing gate and keeps the last state that passed (the initial state is
-the identity: the last layer starts at zero). Seeded, and deterministic for a given
-platform and thread count.
+Stopping at the gate boundary, with two disjoint hold-outs (:mod:`.splits`): after every
+epoch the adversary is applied to the *selection* hold-out (projected through the kernels,
+as at use) and the control-region gate (:func:`hepsafe.validation.gate` with the
+:class:`~hepsafe.validation.GateConfig` given, so its limits are those of the configured
+control region) compares its background with the nominal one (the hold-out through the
+kernels at zero delta: the kernels recompute constituent energies and jet observables from
+the constituents, which alone moves a few jets and, KS being sensitive to any change of a
+paired sample, would count against ``g``). Training stops at the first failing gate and
+keeps the last state that passed (the initial state is the identity: the last layer starts
+at zero); ``record["stopped_by"]`` says whether the boundary ("gate") or the last epoch
+("epochs") ended it. The kept state is then gated once on the *report* hold-out, which
+chose nothing: that is :attr:`LearnedAdversary.gate_report`, the gate the card stores.
+Seeded, and deterministic for a given platform and thread count.
 
 """
 
@@ -44,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -70,6 +78,7 @@ from hepsafe.attacks.adversary.network import (
     _weights_of,
     default_gate_config,
 )
+from hepsafe.attacks.adversary.splits import Splits, check_disjoint, jet_keys, split_jets
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, InputError, ModelError
 from hepsafe.models import model_path
@@ -83,6 +92,17 @@ from hepsafe.validation.config import GateConfig
 from hepsafe.validation.report import GateReport
 
 
+class _HeldOut(NamedTuple):
+    """A hold-out prepared for the gate (see :meth:`LearnedAdversary._hold_out`)."""
+
+    jets: JetBatch
+    nominal: JetBatch
+    scores0: np.ndarray
+    sig: np.ndarray
+    threshold: float | None
+    eff0: float | None
+
+
 class LearnedAdversary(AdversaryNetwork):
     """The learned mismodelling network ``g(J)`` against ``tagger`` inside ``envelope``.
 
@@ -93,9 +113,12 @@ class LearnedAdversary(AdversaryNetwork):
     attack). :meth:`export` writes the ONNX graph and its card; :meth:`load` reads them back
     (:class:`~hepsafe.attacks.adversary.graph.OnnxAdversary` applies the graph without torch).
     After :meth:`fit`, :attr:`history` holds one dict per epoch (0: the initial identity;
-    loss terms, KS values of the gate, held-out signal efficiency at its nominal 50 %
-    working point), :attr:`gate_report` the gate of the kept state on the held-out
-    background and :attr:`record` a summary (epochs run and kept, sizes, seconds).
+    loss terms, KS values of the selection gate, the selection hold-out's signal efficiency
+    at its nominal 50 % working point), :attr:`selection_report` the selection gate of the
+    kept state, :attr:`gate_report` its gate on the report hold-out (disjoint; the one the
+    card stores), :attr:`splits` the ``(event, jet_index)`` keys of the training, selection
+    and report jets, and :attr:`record` a summary (epochs run and kept, what stopped the
+    training, sizes, efficiencies, seconds).
     ``seed``, when given, replaces ``config.seed``; ``gate_config`` defaults to
     :func:`default_gate_config`.
     """
@@ -126,6 +149,8 @@ class LearnedAdversary(AdversaryNetwork):
         self.direction: float | None = None
         self.history: list[dict[str, Any]] = []
         self.gate_report: GateReport | None = None
+        self.selection_report: GateReport | None = None
+        self.splits: dict[str, np.ndarray] = {}
         self.record: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -239,76 +264,93 @@ class LearnedAdversary(AdversaryNetwork):
         return loss, float(l_sig.detach()), float(l_bg.detach())
 
     # ------------------------------------------------------------------ the gate
-    def _evaluate(self, holdout: JetBatch, nominal: JetBatch, scores0: np.ndarray,
-                  sig: np.ndarray, threshold: float | None) -> tuple[GateReport, float | None]:
-        """Gate on the held-out background (``nominal``: the held-out jets through the
-        kernels at zero delta, ``scores0`` their scores) and the held-out signal efficiency
-        at ``threshold``."""
+    def _hold_out(self, jets: JetBatch) -> _HeldOut:
+        """A hold-out ready for the gate: the jets, their nominal reference (through the
+        kernels at zero delta, so that the gate measures what g does, not the recomputation
+        of jet observables), its scores, and the signal working point (50 % nominal)."""
+        sig = np.isin(jets.label, self.config.signal_labels)
+        nominal = Perturber(jets, self.envelope, self.preserve).apply(None).jets
+        scores0 = self.tagger.predict(nominal)
+        thr = metrics.threshold_at_efficiency(scores0[sig], 0.5) if sig.any() else None
+        eff0 = metrics.efficiency(scores0[sig], thr) if thr is not None else None
+        return _HeldOut(jets, nominal, scores0, sig, thr, eff0)
+
+    def _evaluate(self, h: _HeldOut) -> tuple[GateReport, float | None]:
+        """The gate (``gate_config``) on the hold-out's background, nominal vs g, and its
+        signal efficiency at the nominal working point."""
         direction = cast(float, self.direction)  # set by fit() before it evaluates
-        pert = AdversaryNetwork.__call__(self, holdout, "down" if direction < 0 else "up")
+        pert = AdversaryNetwork.__call__(self, h.jets, "down" if direction < 0 else "up")
         scores1 = self.tagger.predict(pert.jets)
-        report = gate(nominal[~sig], pert.jets[~sig], scores0[~sig], scores1[~sig],
+        bkg = ~h.sig
+        report = gate(h.nominal[bkg], pert.jets[bkg], h.scores0[bkg], scores1[bkg],
                       self.gate_config)
-        eff = metrics.efficiency(scores1[sig], threshold) if threshold is not None else None
+        eff = (metrics.efficiency(scores1[h.sig], h.threshold) if h.threshold is not None
+               else None)
         return report, eff
 
     # ------------------------------------------------------------------ fit
-    def _split(self, jets: JetBatch, hold_out: bool) -> tuple[JetBatch, JetBatch]:
-        """(training jets, held-out jets) of the signal and background labels; the held-out
-        part (``holdout_fraction``, seeded) only when ``hold_out``."""
+    def _labelled(self, jets: JetBatch, what: str) -> JetBatch:
+        """The jets of ``jets`` with a signal or background label (``what`` names the
+        argument in errors)."""
+        if not isinstance(jets, JetBatch):
+            raise InputError(f"fit: '{what}' must be a JetBatch, got {type(jets).__name__}")
         cfg = self.config
-        lab = np.asarray(jets.label)
-        use = np.isin(lab, cfg.signal_labels) | np.isin(lab, cfg.background_labels)
-        jets = jets[use]
+        return jets[np.isin(jets.label, cfg.signal_labels)
+                    | np.isin(jets.label, cfg.background_labels)]
+
+    def _splits(self, train_jets: JetBatch, holdout: JetBatch | None,
+                report: JetBatch | None) -> Splits:
+        """Training, selection and report jets: the ones not given are carved from
+        ``train_jets`` (seeded), all pairwise disjoint (checked by jet key)."""
+        cfg = self.config
+        jets = self._labelled(train_jets, "train_jets")
         if cfg.max_train_jets is not None and len(jets) > cfg.max_train_jets:
             jets = jets[:: math.ceil(len(jets) / cfg.max_train_jets)]
-        if not hold_out:
-            return jets, jets[:0]
-        hold = np.random.default_rng([cfg.seed, 7]).random(len(jets)) < cfg.holdout_fraction
-        return jets[~hold], jets[hold]
+        parts = split_jets(jets, cfg.seed, cfg.holdout_fraction, cfg.report_fraction,
+                           carve_selection=holdout is None, carve_report=report is None)
+        if holdout is not None:
+            parts = parts._replace(selection=self._labelled(holdout, "holdout"))
+        if report is not None:
+            parts = parts._replace(report=self._labelled(report, "report"))
+        check_disjoint({"train_jets": parts.train, "holdout": parts.selection,
+                        "report": parts.report})
+        return parts
 
     def fit(
         self,
         train_jets: JetBatch,
         target: str = "down",
         holdout: JetBatch | None = None,
+        report: JetBatch | None = None,
         log: Callable[[str], None] = lambda s: None,
     ) -> LearnedAdversary:
-        """Train ``g`` on ``train_jets`` to push the signal score ``target`` ("down", "up" or a
-        class of the tagger); returns ``self``.
+        """Train ``g`` on ``train_jets`` to push the signal score ``target`` ("down", "up", a
+        class of the tagger, or a label-aware target, which means "down": signal down,
+        background held fixed); returns ``self``.
 
         Signal and background are the jets with ``config.signal_labels`` and
-        ``config.background_labels`` (others are ignored). ``holdout`` (jets with both
-        labels, or background only) replaces the part held out of ``train_jets``
-        (``holdout_fraction``); all of ``train_jets`` then trains.
-        The gate (``gate_config``, default :func:`default_gate_config`) runs on the held-out
-        background after every epoch; the last state that passed is kept.
+        ``config.background_labels`` (others are ignored). Two disjoint hold-outs: the
+        selection one (``holdout``, else ``holdout_fraction`` of ``train_jets``) runs the
+        gate (``gate_config``) after every epoch and picks the stopping point, the last
+        epoch that passes before the first that fails (the gate boundary); the report one
+        (``report``, else ``report_fraction`` of ``train_jets``) gives the gate of the kept
+        state, :attr:`gate_report` (the one stored in the card). Given hold-outs must share
+        no jet (``(event, jet_index)``) with each other or the training jets.
         """
         import torch
 
-        if not isinstance(train_jets, JetBatch):
-            raise InputError(f"fit: 'train_jets' must be a JetBatch, got "
-                             f"{type(train_jets).__name__}")
         cfg = self.config
         direction = -1.0 if self._direction_of(target) < 0 else 1.0
-        train, hold = self._split(train_jets, hold_out=holdout is None)
-        if holdout is not None:
-            if not isinstance(holdout, JetBatch):
-                raise InputError(f"fit: 'holdout' must be a JetBatch, got "
-                                 f"{type(holdout).__name__}")
-            keep = (np.isin(holdout.label, cfg.signal_labels)
-                    | np.isin(holdout.label, cfg.background_labels))
-            hold = holdout[keep]
+        train, selection, rep = self._splits(train_jets, holdout, report)
         sig_tr = np.isin(train.label, cfg.signal_labels)
-        sig_h = np.isin(hold.label, cfg.signal_labels)
-        for what, mask, lab in (("training", sig_tr, "signal"), ("training", ~sig_tr,
-                                                                  "background"),
-                                ("held-out", ~sig_h, "background")):
-            if not mask.any():
+        needs = (("training", train, "signal"), ("training", train, "background"),
+                 ("selection", selection, "background"), ("report", rep, "background"))
+        for what, jets, lab in needs:
+            labels = cfg.signal_labels if lab == "signal" else cfg.background_labels
+            if not np.isin(jets.label, labels).any():
                 raise InputError(
-                    f"fit: no {what} {lab} jets (labels "
-                    f"{cfg.signal_labels if lab == 'signal' else cfg.background_labels}; "
-                    f"options 'signal_labels'/'background_labels', 'holdout_fraction')")
+                    f"fit: no {what} {lab} jets (labels {labels}; options 'signal_labels'/"
+                    "'background_labels', 'holdout_fraction', 'report_fraction')")
         if int(train.n_parts.sum()) == 0:
             raise InputError("fit: the training jets have no constituents")
 
@@ -336,19 +378,12 @@ class LearnedAdversary(AdversaryNetwork):
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, n_steps) / n_steps)))
             gen = torch.Generator().manual_seed(cfg.seed + 1)
-            # the reference of the gate: the held-out jets through the kernels at zero delta,
-            # so that it measures what g does, not the recomputation of jet observables
-            nominal = Perturber(hold, self.envelope, self.preserve).apply(None).jets
-            scores0 = self.tagger.predict(nominal)
-            threshold = (metrics.threshold_at_efficiency(scores0[sig_h], 0.5)
-                         if sig_h.any() else None)
-            eff0 = (metrics.efficiency(scores0[sig_h], cast(float, threshold)) if sig_h.any()
-                    else None)
-            report, eff = self._evaluate(hold, nominal, scores0, sig_h, threshold)
+            held = self._hold_out(selection)
+            gate_sel, eff = self._evaluate(held)
             best = copy.deepcopy(self.net.state_dict())
-            self.gate_report, kept = report, 0
-            self.history = [self._entry(0, math.nan, math.nan, report, eff, t0)]
-            log(self._line(self.history[-1], eff0))
+            kept, kept_report, stopped = 0, gate_sel, "epochs"
+            self.history = [self._entry(0, math.nan, math.nan, gate_sel, eff, t0)]
+            log(self._line(self.history[-1], held.eff0))
             n = len(train)
             for epoch in range(1, cfg.epochs + 1):
                 self.net.train()
@@ -364,32 +399,40 @@ class LearnedAdversary(AdversaryNetwork):
                     sched.step()
                     tot_s, tot_b, steps = tot_s + ls, tot_b + lb, steps + 1
                 self.net.eval()
-                report, eff = self._evaluate(hold, nominal, scores0, sig_h, threshold)
-                self.history.append(self._entry(epoch, tot_s / steps, tot_b / steps, report,
+                gate_sel, eff = self._evaluate(held)
+                self.history.append(self._entry(epoch, tot_s / steps, tot_b / steps, gate_sel,
                                                  eff, t0))
-                log(self._line(self.history[-1], eff0))
-                if report.passed:
-                    best, kept, self.gate_report = (copy.deepcopy(self.net.state_dict()), epoch,
-                                                    report)
-                elif cfg.stop_on_gate:
+                log(self._line(self.history[-1], held.eff0))
+                if gate_sel.passed or not cfg.stop_on_gate:
+                    best, kept, kept_report = copy.deepcopy(self.net.state_dict()), epoch, gate_sel
+                if not gate_sel.passed and cfg.stop_on_gate:
+                    stopped = "gate"
                     break
-            if not cfg.stop_on_gate:
-                best, kept = copy.deepcopy(self.net.state_dict()), len(self.history) - 1
-                self.gate_report = report
             self.net.load_state_dict(best)
             self.net.eval()
+            self.selection_report = kept_report
+            held_rep = self._hold_out(rep)
+            self.gate_report, eff_rep = self._evaluate(held_rep)
         finally:
             torch.set_num_threads(threads)
             for q, g in zip(module.parameters(), grads, strict=True):
                 q.requires_grad_(g)
+        sig_sel, sig_rep = held.sig, held_rep.sig
+        self.splits = {"train": jet_keys(train), "selection": jet_keys(selection),
+                       "report": jet_keys(rep)}
         self.record = {
             "target": "down" if direction < 0 else "up",
             "epochs_run": len(self.history) - 1,
             "epoch_kept": kept,
+            "stopped_by": stopped,
             "n_train": {"signal": int(sig_tr.sum()), "background": int((~sig_tr).sum())},
-            "n_holdout": {"signal": int(sig_h.sum()), "background": int((~sig_h).sum())},
-            "holdout_signal_efficiency": {"nominal": eff0,
-                                          "attacked": self.history[kept]["signal_efficiency"]},
+            "n_selection": {"signal": int(sig_sel.sum()), "background": int((~sig_sel).sum())},
+            "n_report": {"signal": int(sig_rep.sum()), "background": int((~sig_rep).sum())},
+            "selection_signal_efficiency": {
+                "nominal": held.eff0, "attacked": self.history[kept]["signal_efficiency"]},
+            "report_signal_efficiency": {"nominal": held_rep.eff0, "attacked": eff_rep},
+            "selection_gate": {"passed": bool(kept_report.passed),
+                               "failed": kept_report.failed, "ks": self._ks(kept_report)},
             "seconds": round(time.perf_counter() - t0, 1),
         }
         return self
