@@ -4,7 +4,8 @@ One subpackage per stage of the data flow (``docs/ARCHITECTURE.md``): ``data`` (
 PFNano -> JetBatch), ``tagger`` (JetBatch -> scores), ``perturbation`` (delta -> perturbed
 JetBatch), ``attacks``, ``validation`` (the control-region gate), ``templates``, ``fit``
 (pyhf), ``pipeline`` (``hepsafe run``), ``report``; ``models`` holds the shipped taggers,
-``metrics`` the ROC and working-point figures, ``coffea`` the processor step (optional
+``metrics`` the ROC and working-point figures, ``anomaly`` anomaly scores from a
+classifier, ``coffea`` the processor step (optional
 extra). Subpackages are imported on first use.
 """
 
@@ -43,7 +44,7 @@ _EXPORTS = {
     "perturb": "hepsafe.perturbation.perturber",
 }
 #: the stage subpackages (and modules) reachable as attributes
-_SUBPACKAGES = ("attacks", "coffea", "data", "exceptions", "fit", "metrics", "models",
+_SUBPACKAGES = ("anomaly", "attacks", "coffea", "data", "exceptions", "fit", "metrics", "models",
                 "perturbation", "pipeline", "report", "tagger", "templates", "validation")
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "Templates",
     "WorkspaceConfig",
     "__version__",
+    "anomaly",
     "attacks",
     "data",
     "exceptions",

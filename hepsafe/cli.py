@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hepsafe.exceptions import FitError, HepsafeError
+from hepsafe.exceptions import ConfigError, FitError, HepsafeError
 
 if TYPE_CHECKING:
     from hepsafe.pipeline.config import RunConfig
@@ -36,9 +36,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         command=["hepsafe", *sys.argv[1:]] if args.record_command else None,
+        n_ood=_ood_counts(args.ood or ()),
     )
     print(f"wrote {args.output}: {card['class_counts']} (sha256 {card['sha256'][:12]}...)")
     return 0
+
+
+def _ood_counts(items: list[str] | tuple[str, ...]) -> dict[str, int]:
+    """``--ood PROCESS=N`` options as ``{process: n}``; a malformed one is a ConfigError."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ConfigError(f"option '--ood': expected PROCESS=N (e.g. hh20=3000), got {item!r}")
+        out[name.strip()] = int(n)
+    return out
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -140,6 +152,39 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from hepsafe._files import output_directory
+    from hepsafe.bundle import writer
+    from hepsafe.pipeline import config as config
+    from hepsafe.pipeline.runner import run_inputs
+
+    cfg = config.load(args.config or writer.BUNDLE_CONFIG)
+    with output_directory(args.output, force=args.force, inputs=run_inputs(cfg),
+                          writer="hepsafe bundle") as tmp:
+        manifest = writer.write_bundle(cfg, tmp, command=" ".join(["hepsafe", *sys.argv[1:]]))
+    print(f"wrote {args.output}: nominal + {len(manifest['attacks'])} attacked twins "
+          f"({', '.join(a['name'] for a in manifest['attacks'])}); "
+          f"score a tagger with: hepsafe score-bundle {args.output} --tagger MODEL.onnx")
+    return 0
+
+
+def _cmd_score_bundle(args: argparse.Namespace) -> int:
+    import json
+
+    from hepsafe.bundle import format_figures, score_bundle
+    from hepsafe.tagger.onnx import OnnxTagger
+
+    if not Path(args.tagger).is_file():
+        raise ConfigError(f"option '--tagger': {args.tagger}: no such file")
+    tagger = OnnxTagger(args.tagger, card=args.card)
+    rows = score_bundle(args.bundle, tagger)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=1))
+    else:
+        print(format_figures(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepsafe`` command."""
     from hepsafe import __version__
@@ -160,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", dest="pythia_settings", action="append", metavar="SETTING",
                    help="an extra Pythia setting for every process, e.g. "
                         "'TimeShower:alphaSvalue = 0.120' (repeatable; recorded in the card)")
+    g.add_argument("--ood", action="append", metavar="PROCESS=N",
+                   help="also N jets of an out-of-distribution process: hh20, hh80 "
+                        "(H(174) -> hh, h at 20 / 80 GeV) or top_w20 (top with a 20 GeV W); "
+                        "repeatable")
     g.add_argument(
         "--no-record-command", dest="record_command", action="store_false",
         help="do not write the command line into the dataset card",
@@ -188,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on the shipped sample and reference PFN")
     _add_run_options(d, "hepsafe-demo")
     d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser("bundle", help="write a robustness-challenge bundle: nominal test jets, "
+                                      "their adversarial twins, cards, gate reports")
+    b.add_argument("-o", "--output", default="hepsafe-bundle",
+                   help="output directory (default hepsafe-bundle)")
+    b.add_argument("--config", default=None,
+                   help="run configuration giving samples, tagger, envelope and attacks "
+                        "(default: hepsafe/data/bundle.yaml, the shipped sample's test split)")
+    b.add_argument("--force", action="store_true", help=FORCE_HELP)
+    b.set_defaults(func=_cmd_bundle)
+
+    sb = sub.add_parser("score-bundle", help="score a tagger on a robustness bundle")
+    sb.add_argument("bundle", help="bundle directory (written by hepsafe bundle)")
+    sb.add_argument("--tagger", required=True, help="the tagger's ONNX file")
+    sb.add_argument("--card", default=None, help="its card (default: the .json beside it)")
+    sb.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sb.set_defaults(func=_cmd_score_bundle)
 
     r = sub.add_parser("run", help="the main job on a YAML configuration (schemas/run.schema.json)")
     r.add_argument("config", help="YAML run configuration")

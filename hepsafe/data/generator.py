@@ -9,7 +9,7 @@ import datetime as _dt
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,41 @@ PROCESS_SETTINGS: dict[str, list[str]] = {
         "24:onIfAny = 1 2 3 4 5",
     ],
 }
+
+
+def _heavy_higgs_to_hh(m_h: float) -> list[str]:
+    """A heavy neutral Higgs H (PDG 35) of 174 GeV produced with a jet, decaying to two light
+    Higgs bosons h (PDG 25) of mass ``m_h`` [GeV] (narrow, window +-5 GeV), h -> q qbar."""
+    return [
+        "Higgs:useBSM = on",
+        "HiggsBSM:gg2H2g(l:t) = on",
+        "HiggsBSM:qg2H2q(l:t) = on",
+        "HiggsBSM:qqbar2H2g(l:t) = on",
+        "35:m0 = 174", "35:mWidth = 1", "35:mMin = 164", "35:mMax = 184",
+        "35:onMode = off", "35:onIfMatch = 25 25",
+        f"25:m0 = {m_h:g}", "25:mWidth = 0.01",
+        f"25:mMin = {m_h - 5:g}", f"25:mMax = {m_h + 5:g}",
+        "25:onMode = off", "25:onIfAny = 1 2 3 4 5",
+    ]
+
+
+#: out-of-distribution processes (no tagger trains on them; docs/DATA.md): H(174) -> hh with
+#: h at 20 and 80 GeV, and a top quark (174 GeV window) decaying through a 20 GeV "W"
+OOD_PROCESS_SETTINGS: dict[str, list[str]] = {
+    "hh20": _heavy_higgs_to_hh(20.0),
+    "hh80": _heavy_higgs_to_hh(80.0),
+    "top_w20": [
+        "Top:gg2ttbar = on",
+        "Top:qqbar2ttbar = on",
+        "6:mMin = 164", "6:mMax = 184",
+        "24:m0 = 20", "24:mMin = 15", "24:mMax = 25",
+        "24:onMode = off",
+        "24:onIfAny = 1 2 3 4 5",
+    ],
+}
+PROCESS_SETTINGS.update(OOD_PROCESS_SETTINGS)
+#: the truth particle a jet of each signal-like process is matched to (PDG id)
+MATCH_ID = {"w": 24, "top": 6, "hh20": 35, "hh80": 35, "top_w20": 6}
 
 # Particle-flow class codes written to part_pid (as CMS PF candidates): the generator's
 # identity is replaced by what a detector would reconstruct.
@@ -291,7 +326,7 @@ def generate_block(process: str, seed: int, block: int, n_jets: int, cfg: GenCon
         raise ConfigError(f"Pythia failed to initialise for process {process!r}")
     rng = np.random.default_rng([seed, label, block])
     jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, cfg.jet_r)
-    signal_id = {"w": 24, "top": 6}.get(process)
+    signal_id = MATCH_ID.get(process)
 
     rows: dict[str, list[Any]] = {k: [] for k in ("pt", "eta", "phi", "mass", "event", "idx")}
     cons: dict[str, list[np.ndarray]] = {
@@ -402,11 +437,14 @@ def generate(
     workers: int = 1,
     cfg: GenConfig | None = None,
     command: Sequence[str] | None = None,
+    n_ood: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Generate a sample, write ``output`` (ROOT) and its dataset card (``.json`` beside it).
 
     Jets are produced in blocks of ``cfg.block_jets`` with seeds keyed on (seed, class,
-    block), so the file is identical for any number of ``workers``. Returns the card.
+    block), so the file is identical for any number of ``workers``. ``n_ood`` adds jets of
+    the out-of-distribution processes, ``{process: n}`` with a process of
+    :data:`OOD_PROCESS_SETTINGS`. Returns the card.
     """
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -416,8 +454,16 @@ def generate(
     for name, n in (("n_qcd", n_qcd), ("n_w", n_w), ("n_top", n_top), ("workers", workers)):
         if n < (1 if name == "workers" else 0):
             raise ConfigError(f"generate: option '{name}' must be >= 0 (workers >= 1), got {n}")
+    ood = dict(n_ood or {})
+    for process, n in ood.items():
+        if process not in OOD_PROCESS_SETTINGS:
+            raise ConfigError(f"generate: option 'ood': unknown process {process!r} (known: "
+                              f"{', '.join(OOD_PROCESS_SETTINGS)})")
+        if not isinstance(n, int) or n < 0:
+            raise ConfigError(f"generate: option 'ood': {process} needs a count >= 0, got {n!r}")
+    counts_in = {"qcd": n_qcd, "w": n_w, "top": n_top, **ood}
     tasks: list[tuple[str, int, int, int, GenConfig]] = []
-    for process, n in (("qcd", n_qcd), ("w", n_w), ("top", n_top)):
+    for process, n in counts_in.items():
         for block, start in enumerate(range(0, n, cfg.block_jets)):
             tasks.append((process, seed, block, min(cfg.block_jets, n - start), cfg))
     if workers == 1:
@@ -432,12 +478,7 @@ def generate(
     counts = batch.class_counts()
     card = {
         "name": out.stem,
-        "description": (
-            "Boosted jets (anti-kT R=0.8, pT 500-700 GeV, |eta|<2) from Pythia8 pp collisions "
-            "at 13 TeV with a parametric particle-flow detector response: QCD dijets, "
-            "hadronic W (matched dR<0.6), hadronic top (matched dR<0.6)."
-            + (f" Alternative physics settings: {'; '.join(cfg.pythia)}." if cfg.pythia else "")
-        ),
+        "description": _description(counts_in, cfg),
         "format": "hepsafe-jets/1 (docs/DATA.md, schemas/dataset.schema.json)",
         "file": out.name,
         "tree": "jets",
@@ -448,7 +489,7 @@ def generate(
         "seed": seed,
         "generator": {
             "name": "Pythia 8",
-            "processes": PROCESS_SETTINGS,
+            "processes": {k: PROCESS_SETTINGS[k] for k, n in counts_in.items() if n > 0},
             "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "jets": "FastJet anti-kT, E-scheme, on particle-flow candidates",
             "detector": "hepsafe.data.generator.detector_response (see its docstring)",
@@ -474,6 +515,27 @@ def generate(
     write_json(out.with_suffix(".json"), card)
     return card
 
+
+
+#: what the card says of each process
+_PROCESS_TEXT = {
+    "qcd": "QCD dijets",
+    "w": "hadronic W (matched dR<0.6)",
+    "top": "hadronic top (matched dR<0.6)",
+    "hh20": "out-of-distribution H(174) -> hh, h(20 GeV) -> qq (matched dR<0.6 to the H)",
+    "hh80": "out-of-distribution H(174) -> hh, h(80 GeV) -> qq (matched dR<0.6 to the H)",
+    "top_w20": "out-of-distribution top with a 20 GeV W (matched dR<0.6 to the top)",
+}
+
+
+def _description(counts: Mapping[str, int], cfg: GenConfig) -> str:
+    """The dataset card's description of a sample with ``counts`` jets per process."""
+    made = [_PROCESS_TEXT[k] for k, n in counts.items() if n > 0]
+    return (
+        "Boosted jets (anti-kT R=0.8, pT 500-700 GeV, |eta|<2) from Pythia8 pp collisions "
+        "at 13 TeV with a parametric particle-flow detector response: " + ", ".join(made) + "."
+        + (f" Alternative physics settings: {'; '.join(cfg.pythia)}." if cfg.pythia else "")
+    )
 
 
 def check_generate_available() -> None:

@@ -46,7 +46,9 @@ REQUIRED_BRANCHES = [b for b in JET_BRANCHES if b not in ("event", "jet_index")]
     PART_BRANCHES
 )
 PART_FIELDS = tuple(b[len("part_") :] for b in PART_BRANCHES)
-CLASS_NAMES = {0: "QCD", 1: "W", 2: "top"}
+CLASS_NAMES = {0: "QCD", 1: "W", 2: "top",
+               # out-of-distribution classes (docs/DATA.md), no tagger trains on them
+               3: "H174_hh20", 4: "H174_hh80", 5: "top_W20"}
 
 
 @dataclass(frozen=True, eq=False)

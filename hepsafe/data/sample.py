@@ -19,7 +19,7 @@ SAMPLE_CARD = DATA_DIR / "sample.json"
 
 #: fraction of events in the test split (decided by a hash of the event number)
 TEST_FRACTION = 0.3
-LABELS = {"qcd": 0, "w": 1, "top": 2}
+LABELS = {"qcd": 0, "w": 1, "top": 2, "hh20": 3, "hh80": 4, "top_w20": 5}
 
 # --------------------------------------------------------------------------- split
 
@@ -72,7 +72,7 @@ def describe(batch: JetBatch) -> str:
         hist, edges = np.histogram(m, bins=np.arange(0, 300, 5))
         mode = edges[np.argmax(hist)] + 2.5
         lines.append(
-            f"  {name:4s} {int(sel.sum()):6d} jets; mass mode {mode:6.1f} GeV, median "
+            f"  {name:9s} {int(sel.sum()):6d} jets; mass mode {mode:6.1f} GeV, median "
             f"{np.median(m):6.1f} GeV; <n_parts> {batch.n_parts[sel].mean():5.1f}"
         )
     return "\n".join(lines)
