@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         delta_samples,
     )
     from hepsafe.fit.limits import (
+        LIMIT_METHODS,
         cls,
         significance,
         upper_limit,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
         fit_report,
         fit_templates,
         format_report,
+        free_normfactors,
+        theta_upper,
         worst_case,
         write_fit_outputs,
     )
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
         as_patchset,
         build_patch,
         build_workspace,
+        control_normfactors,
         load_config,
         parameter_name,
         prepare_templates,
@@ -59,6 +63,10 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
+    "LIMIT_METHODS": "limits",
+    "control_normfactors": "workspace",
+    "free_normfactors": "results",
+    "theta_upper": "results",
     "THETA_BOUNDS": "adversarial",
     "TREATMENTS": "adversarial",
     "adversarial_parameters": "adversarial",
@@ -100,6 +108,10 @@ _EXPORTS = {
     "write_fit_outputs": "results",
 }
 __all__ = [
+    "LIMIT_METHODS",
+    "control_normfactors",
+    "free_normfactors",
+    "theta_upper",
     "FitOutputs",
     "FitResult",
     "MINUIT_CALLS_FACTOR",

@@ -10,7 +10,8 @@ from typing import Any
 
 from hepsafe._files import read_json
 from hepsafe._schemas import validate
-from hepsafe.exceptions import WorkspaceError
+from hepsafe.exceptions import TemplateError, WorkspaceError
+from hepsafe.templates.control import ControlRegionConfig
 
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 _DECORRELATE = ("sample", "region", "sample+region")
@@ -40,6 +41,10 @@ class WorkspaceConfig:
     adversarial variation is one parameter theta in [0, 1], unconstrained, moving each
     affected sample linearly from its nominal (theta = 0) to the varied template (theta = 1)
     through a delta sample, never mirrored;
+    ``control_region``: the control region as a channel of the fit
+    (:class:`hepsafe.templates.control.ControlRegionConfig`; its templates are the region
+    ``control_region.region`` of the templates): the control sample's normalisation is a
+    free normfactor shared by every channel, and the channel may go without staterror;
     ``channels`` / ``samples``: region -> channel and template sample -> workspace sample
     names when patching a user's workspace.
     """
@@ -62,8 +67,12 @@ class WorkspaceConfig:
     channels: Mapping[str, str] = field(default_factory=dict)
     samples: Mapping[str, str] = field(default_factory=dict)
     treatment: Mapping[str, str] = field(default_factory=dict)
+    control_region: ControlRegionConfig | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.control_region, Mapping):
+            object.__setattr__(self, "control_region",
+                               _control_region(self.control_region, "control_region"))
         for name, how in self.treatment.items():
             if how not in TREATMENTS:
                 raise WorkspaceError(
@@ -89,9 +98,13 @@ class WorkspaceConfig:
     def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> WorkspaceConfig:
         """A configuration from a JSON-like dict (validated against
         ``schemas/workspace_config.schema.json``). The older key ``symmetrize`` is read as
-        ``missing_side`` (true: "mirror", false: "nominal")."""
-        validate(d, "workspace_config", what=source, error=WorkspaceError)
+        ``missing_side`` (true: "mirror", false: "nominal"). ``control_region`` is read by
+        :meth:`ControlRegionConfig.from_dict` (an error names its key)."""
         kw: dict[str, Any] = dict(d)
+        control = kw.pop("control_region", None)
+        validate(kw, "workspace_config", what=source, error=WorkspaceError)
+        if control is not None:
+            kw["control_region"] = _control_region(control, source)
         if "symmetrize" in kw:
             side = "mirror" if kw.pop("symmetrize") else "nominal"
             if kw.setdefault("missing_side", side) != side:
@@ -111,13 +124,23 @@ class WorkspaceConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if isinstance(v, ControlRegionConfig):
+                out[f.name] = v.to_dict()
+                continue
             out[f.name] = (
                 list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, Mapping) else v
             )
         return out
+
+
+def _control_region(d: Mapping[str, Any], source: str) -> ControlRegionConfig:
+    try:
+        return ControlRegionConfig.from_dict(d)
+    except TemplateError as exc:
+        raise WorkspaceError(f"{source}: {exc}") from exc
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> WorkspaceConfig:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hepsafe._files import write_json, write_text
 from hepsafe._versions import package_versions
 from hepsafe.exceptions import OutputExistsError, TemplateWarning, WorkspaceError
@@ -60,6 +62,40 @@ def worst_case(model: Any, data: Any, thetas: Sequence[str]) -> dict[str, dict[s
         at1 = fit(model, data, {name: THETA_BOUNDS[1]}).mu
         out[name] = {"mu_at_0": at0, "mu_at_1": at1, "delta_mu": at1 - at0}
     return out
+
+
+def theta_upper(model: Any, data: Any, best: FitResult, name: str,
+                level: float = 1.0) -> float:
+    """The profile-likelihood upper edge of adversarial parameter ``name``: the theta in
+    [theta-hat, 1] where ``2 (NLL(theta) - NLL(best)) = level`` (1: the one-sided 68 %
+    interval's edge in the asymptotic approximation), every other parameter profiled; 1
+    when the data do not reach ``level`` on [0, 1]. At the boundary theta-hat = 0 this,
+    not the HESSE error, is the constraint the data put on theta."""
+    from scipy.optimize import brentq
+
+    lo = float(np.clip(best.value(name), *THETA_BOUNDS))
+
+    def excess(theta: float) -> float:
+        return fit(model, data, {name: theta}).twice_nll - best.twice_nll - level
+
+    if excess(THETA_BOUNDS[1]) <= 0:
+        return THETA_BOUNDS[1]
+    return float(brentq(excess, lo, THETA_BOUNDS[1], xtol=1e-3))
+
+
+def free_normfactors(model: Any, result: FitResult,
+                     exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The free normfactors of ``model`` other than the POI and ``exclude`` (e.g. the
+    control sample's ``norm_<sample>``): rows ``{"name", "value", "error", "bounds"}``."""
+    rows = []
+    for name in model.config.par_order:
+        ps = model.config.param_set(name)
+        if (name == model.config.poi_name or name in exclude or ps.constrained
+                or ps.n_parameters != 1 or ps.suggested_fixed[0]):
+            continue
+        rows.append({"name": name, "value": result.value(name), "error": result.error(name),
+                     "bounds": [float(x) for x in ps.suggested_bounds[0]]})
+    return rows
 
 
 def fit_report(
@@ -111,9 +147,11 @@ def fit_report(
         "impacts": impacts(model, data, full),
         "adversarial": [
             {"name": n, "value": full.value(n), "error": full.error(n),
-             "bounds": list(THETA_BOUNDS)} for n in thetas
+             "upper_68": theta_upper(model, data, full, n), "bounds": list(THETA_BOUNDS)}
+            for n in thetas
         ],
         "worst_case": worst_case(model, data, thetas),
+        "normfactors": free_normfactors(model, full, thetas),
         "significance": significance(model, data),
         "upper_limit": upper_limit(model, data, level) if limit else None,
         "versions": package_versions(("hepsafe", "pyhf", "iminuit", "numpy"), python=False),
@@ -166,6 +204,10 @@ def format_report(report: Mapping[str, Any]) -> str:
                 floatfmt=".4f",
             )
         )
+    norms = report.get("normfactors") or []
+    if norms:
+        parts.append("\nfree normalisations (shared by every channel): " + "; ".join(
+            f"{r['name']} = {r['value']:.4f} +- {r['error']:.4f}" for r in norms))
     left = report.get("left_out") or {}
     if left:
         parts.append("\nleft out of the fit (failed the control-region gate): " + "; ".join(

@@ -31,6 +31,31 @@ from hepsafe.fit.config import parameter_name as parameter_name
 from hepsafe.templates import booking as tpl
 from hepsafe.templates import hygiene as hygiene
 from hepsafe.templates.booking import Templates
+from hepsafe.templates.control import norm_parameter
+
+
+# --------------------------------------------------------------------------- control region
+def control_normfactors(t: Templates, config: WorkspaceConfig) -> dict[str, str]:
+    """``{sample: normfactor}`` for the control samples whose normalisation is free: the
+    non-signal samples of the control region (``config.control_region``), each with one
+    normfactor ``norm_<sample>`` shared by every channel. TemplateError when the control
+    region is configured but not a region of ``t``."""
+    cr = config.control_region
+    if cr is None:
+        return {}
+    if cr.region not in t.regions:
+        raise TemplateError(f"control_region/region: {cr.region!r} is not a region of the "
+                            f"templates (regions: {t.regions}); book it with "
+                            "hepsafe.templates.control.book_control")
+    if not cr.free_norm:
+        return {}
+    return {s: norm_parameter(s) for s in _fit_samples(t, cr.region, config)
+            if s not in config.signal}
+
+
+def _staterror(region: str, config: WorkspaceConfig) -> bool:
+    cr = config.control_region
+    return config.staterror and (cr is None or cr.region != region or cr.staterror)
 
 
 # --------------------------------------------------------------------------- hygiene
@@ -181,7 +206,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
     """A complete pyhf workspace (a JSON-ready dict, validated) from templates.
 
     One channel per region, one pyhf sample per template sample: the signal samples carry
-    the normfactor ``config.poi``; every sample a ``staterror`` (from the template's sum of
+    the normfactor ``config.poi``; with ``config.control_region``, the control region's
+    background samples carry a free normfactor ``norm_<sample>`` in every channel
+    (:func:`control_normfactors`); every sample a ``staterror`` (from the template's sum of
     squared weights), an optional ``lumi``, and per systematic a normsys + histosys pair;
     an adversarial systematic adds a delta sample per affected sample and a parameter
     bounded to [0, 1].
@@ -200,6 +227,7 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
             f"data sample {config.data_sample!r} is in regions {with_data} but not in "
             f"{[r for r in t.regions if r not in with_data]}"
         )
+    norms = control_normfactors(t, config)
     channels, observations, thetas = [], [], []
     for r in t.regions:
         samples, deltas = [], []
@@ -210,7 +238,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
             mods: list[dict[str, Any]] = []
             if s in config.signal:
                 mods.append({"name": config.poi, "type": "normfactor", "data": None})
-            if config.staterror:
+            if s in norms:
+                mods.append({"name": norms[s], "type": "normfactor", "data": None})
+            if _staterror(r, config):
                 mods.append(
                     {
                         "name": f"staterror_{r}",
@@ -243,6 +273,9 @@ def build_workspace(t: Templates, config: WorkspaceConfig | None = None) -> dict
             }
         )
     parameters += adv.theta_parameters(thetas)
+    if config.control_region is not None:
+        bounds = [list(config.control_region.norm_bounds)]
+        parameters += [{"name": n, "bounds": bounds, "inits": [1.0]} for n in norms.values()]
     spec = {
         "channels": channels,
         "observations": observations,

@@ -27,6 +27,15 @@ if TYPE_CHECKING:
         with_cell_contents,
         yields_table,
     )
+    from hepsafe.templates.control import (
+        CONTROL_VARIABLES,
+        ControlRegionConfig,
+        book_control,
+        combine,
+        control_groups,
+        joint_bin,
+        norm_parameter,
+    )
     from hepsafe.templates.files import (
         FORMAT,
         ROOT_META_KEY,
@@ -57,6 +66,13 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
+    "CONTROL_VARIABLES": "control",
+    "ControlRegionConfig": "control",
+    "book_control": "control",
+    "combine": "control",
+    "control_groups": "control",
+    "joint_bin": "control",
+    "norm_parameter": "control",
     "Cell": "booking",
     "FORMAT": "files",
     "DOWN": "booking",
@@ -100,6 +116,13 @@ _EXPORTS = {
     "yields_table": "booking",
 }
 __all__ = [
+    "CONTROL_VARIABLES",
+    "ControlRegionConfig",
+    "book_control",
+    "combine",
+    "control_groups",
+    "joint_bin",
+    "norm_parameter",
     "Cell",
     "FORMAT",
     "DOWN",
