@@ -222,6 +222,37 @@ def test_limit_and_significance_match_pyhf(workspace: dict, report: dict) -> Non
     assert sig["expected"] == pytest.approx(sig["observed"])  # Asimov data at mu = 1
 
 
+def test_pyhf_infer_limits_equal_the_asymptotic_formulas(sample: JetBatch) -> None:
+    """CLs and the significance (pyhf.infer.hypotest, qtilde and q0) and pyhf's toms748
+    upper limit equal hepsafe's own asymptotic formulas to 1e-6 (a two-parameter model of
+    the shipped sample's jet masses, so pyhf's scan takes a second)."""
+    t = mass_templates(sample, np.array([40.0, 70.0, 100.0, 200.0]))
+    ws = W.build_workspace(T.Templates({"lowpt": t.hists["lowpt"]}),
+                           W.WorkspaceConfig(signal=("W",), staterror=False,
+                                             systematics=("tilt",)))
+    model, data = fits.model_and_data(ws, asimov=True)
+    assert fits.parameter_labels(model) == ["tilt", "mu"]
+    hand = limits._Asymptotics(model, data)
+    for mu in (0.4, 1.3):
+        ours = limits.cls(model, data, mu)
+        observed, expected = hand.cls(mu)
+        assert ours["observed"] == pytest.approx(observed, rel=1e-6)
+        assert ours["expected"] == pytest.approx(expected, rel=1e-6)
+    assert 0.0 < limits.cls(model, data, 1.3)["observed"] < 0.05
+    asy = limits.upper_limit(model, data, method="asymptotic", rtol=1e-7)
+    ref = limits.upper_limit(model, data, method="pyhf", rtol=1e-7)
+    assert ref["method"] == "pyhf" and asy["method"] == "asymptotic"
+    assert ref["observed"] == pytest.approx(asy["observed"], rel=1e-6)
+    assert ref["expected"] == pytest.approx(asy["expected"], rel=1e-6)
+    assert asy["expected"] == sorted(asy["expected"]) and asy["observed"] > asy["expected"][2]
+    sig = limits.significance(model, data)
+    free, bkg = fits.fit(model, data), fits.fit(model, data, {"mu": 0.0})
+    assert sig["observed"] == pytest.approx(np.sqrt(bkg.twice_nll - free.twice_nll), rel=1e-6)
+    assert sig["expected"] == pytest.approx(sig["observed"], rel=1e-6)  # Asimov at mu = 1
+    with pytest.raises(WorkspaceError, match="method"):
+        limits.upper_limit(model, data, method="toys")
+
+
 def test_report_text_and_json(report: dict) -> None:
     """The text report holds every row of the JSON report (its time: benchmarks/bench_fit.py)."""
     text = stats.format_report(report)
