@@ -11,11 +11,12 @@ import pyhf
 import pytest
 
 from hepsafe import pipeline
-from hepsafe.exceptions import ConfigError, MirrorWarning, WorkspaceError
+from hepsafe.exceptions import ConfigError, InputError, MirrorWarning, WorkspaceError
 from hepsafe.fit import results as R
 from hepsafe.fit import workspace as W
 from hepsafe.fit.mle import asimov_data, model_and_data, parameter_labels
 from hepsafe.pipeline import config
+from hepsafe.report import fit_figures
 from hepsafe.templates import booking as T
 from hepsafe.templates import hygiene
 
@@ -193,13 +194,18 @@ def test_run_leaves_gate_failed_out_unless_include_failed(run_doc) -> None:
 
 def test_cabinetry_takes_the_workspace_as_it_is(tmp_path) -> None:
     """cabinetry fits workspace.json (Gaussian variations and an adversarial theta) as
-    written, with the model it builds itself, to fit.json's mu-hat and sigma_mu (1e-3)."""
+    written, with the model it builds itself, to fit.json's mu-hat and sigma_mu (1e-3), and
+    cabinetry.fit.ranking gives fit.json's impacts (1e-3). cabinetry would fix theta at
+    theta-hat - sigma < 0, outside its bounds (pyhf refuses): theta's uncertainty is set to
+    0 in the results handed to the ranking, so cabinetry skips it (hepsafe gives theta a
+    worst-case band instead); the staterror gammas cabinetry ranks as well."""
     cabinetry = pytest.importorskip("cabinetry")
     out = R.fit_templates(templates(), ADV, asimov=True, limit=False)
     R.write_fit_outputs(out, tmp_path)
     spec = json.loads((tmp_path / "workspace.json").read_text())
     model, _ = cabinetry.model_utils.model_and_data(pyhf.Workspace(spec))
-    res = cabinetry.fit.fit(model, asimov_data(model))
+    data = asimov_data(model)
+    res = cabinetry.fit.fit(model, data, tolerance=1e-3)
     report = json.loads((tmp_path / "fit.json").read_text())
     row = next(r for r in report["mu"] if r["fit"] == "all variations")
     poi = res.labels.index(model.config.poi_name)
@@ -207,3 +213,55 @@ def test_cabinetry_takes_the_workspace_as_it_is(tmp_path) -> None:
     assert row["sigma_mu"] == pytest.approx(float(res.uncertainty[poi]), abs=1e-3)
     theta = res.labels.index("adv")
     assert 0.0 <= res.bestfit[theta] <= 1.0
+    with pytest.raises(ValueError, match="outside of its bounds"):
+        cabinetry.fit.ranking(model, data, fit_results=res, tolerance=1e-3)
+    unc = res.uncertainty.copy()
+    unc[theta] = 0.0
+    ranking = cabinetry.fit.ranking(model, data, fit_results=res._replace(uncertainty=unc),
+                                    tolerance=1e-3)
+    theirs = {n: (u, d) for n, u, d in zip(ranking.labels, ranking.postfit_up,
+                                           ranking.postfit_down, strict=True)}
+    assert [r["name"] for r in report["impacts"]] == ["lumi", "gs"]
+    for r in report["impacts"]:
+        assert r["up"] == pytest.approx(theirs[r["name"]][0], abs=1e-3)
+        assert r["down"] == pytest.approx(theirs[r["name"]][1], abs=1e-3)
+        assert abs(r["up"]) > 0.01
+    assert theirs["adv"] == (0.0, 0.0)
+    assert {n for n in theirs if n.startswith("staterror_")} == {
+        f"staterror_SR[{i}]" for i in range(4)}
+    fig = fit_figures.ranking_figure(ranking, max_pars=3)
+    (ax,) = fig.axes
+    assert len(ax.get_yticks()) == 3
+    assert ax.get_yticklabels()[0].get_text() == max(
+        theirs, key=lambda n: max(abs(theirs[n][0]), abs(theirs[n][1])))
+
+
+def test_pulls_and_ranking_figures_have_one_row_per_parameter() -> None:
+    """The pulls figure: one row per constrained parameter (Gaussian pulls) and a panel
+    with one row per theta on [0, 1]; the ranking: one row per impact and per worst-case
+    band, largest on top; a given ax is drawn on; a dict that is no report is refused."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = R.fit_templates(templates(), ADV, asimov=True, limit=False).report
+    fig = fit_figures.pulls_figure(report)
+    pulls_ax, theta_ax = fig.axes
+    assert [t.get_text() for t in pulls_ax.get_yticklabels()] == ["gs", "lumi"]
+    assert [t.get_text() for t in theta_ax.get_yticklabels()] == ["adv"]
+    assert theta_ax.get_xlim()[0] > -0.1 and theta_ax.get_xlim()[1] < 1.1
+    fig_all = fit_figures.pulls_figure(report, include_staterror=True)
+    assert len(fig_all.axes[0].get_yticks()) == 2 + 4
+    fig2 = fit_figures.ranking_figure(report)
+    labels = [t.get_text() for t in fig2.axes[0].get_yticklabels()]
+    rows = fit_figures.impact_rows(report)
+    assert len(labels) == len(rows) == 3 and labels[0] == rows[0].name + (
+        " (θ: 0→1)" if rows[0].adversarial else "")
+    assert rows[0].size >= rows[1].size >= rows[2].size
+    assert {r.name for r in rows if r.adversarial} == {"adv"}
+    _, ax = plt.subplots()
+    assert fit_figures.ranking_figure(report, ax=ax) is ax.figure
+    plt.close("all")
+    with pytest.raises(InputError, match="impacts"):
+        fit_figures.ranking_figure({"pulls": []})

@@ -29,12 +29,16 @@ UP_COLOUR, DOWN_COLOUR, WORST_COLOUR = "#1f77b4", "#9ecae1", "#d62728"
 
 class PullRow(NamedTuple):
     """One row of the pulls figure: a Gaussian pull ``(value - prefit) / prefit_error`` with
-    error ``error / prefit_error``, or (``adversarial``) a theta value on [0, 1]."""
+    error ``error / prefit_error``, or (``adversarial``) a theta value on [0, 1] with the
+    interval ``[low, high]`` drawn: the profiled 68 % interval ``[theta-hat, upper_68]``
+    when the report has it, else the HESSE error clipped to [0, 1]."""
 
     name: str
     value: float
     error: float
     adversarial: bool
+    low: float = 0.0
+    high: float = 0.0
 
 
 class ImpactRow(NamedTuple):
@@ -63,8 +67,13 @@ def pull_rows(report: Mapping[str, Any], include_staterror: bool = False) -> lis
         width = float(r["prefit_error"]) or 1.0
         rows.append(PullRow(str(r["name"]), (float(r["value"]) - float(r["prefit"])) / width,
                             float(r["error"]) / width, False))
-    rows += [PullRow(str(r["name"]), float(r["value"]), float(r["error"]), True)
-             for r in report.get("adversarial") or []]
+    for r in report.get("adversarial") or []:
+        value, error = float(r["value"]), float(r["error"])
+        if r.get("upper_68") is not None:
+            low, high = value, float(r["upper_68"])
+        else:
+            low, high = max(value - error, 0.0), min(value + error, 1.0)
+        rows.append(PullRow(str(r["name"]), value, error, True, low, high))
     return rows
 
 
@@ -116,7 +125,7 @@ def pulls_figure(report: Mapping[str, Any], ax: Axes | None = None,
     """Pulls of a fit report (fit.json): one row per constrained parameter, its pull
     ``(value - prefit) / prefit_error`` with the post-fit error over the pre-fit error, on
     the +-1 / +-2 bands; and one row per adversarial parameter theta on its [0, 1] range
-    (the post-fit value with its HESSE error, clipped to the range).
+    (the post-fit value and its profiled 68 % interval, :class:`PullRow`).
 
     With ``ax=None`` a new figure holds both panels (the theta panel below, when there are
     adversarial parameters); with ``ax`` the pulls go on ``ax`` and the thetas on
@@ -149,9 +158,10 @@ def pulls_figure(report: Mapping[str, Any], ax: Axes | None = None,
         ty = _rows_axis(theta_ax, [r.name for r in thetas])
         theta_ax.axvspan(0, 1, color="0.92", zorder=0)
         value = np.array([r.value for r in thetas])
-        err = np.array([r.error for r in thetas])
-        lo, hi = value - np.clip(value - err, 0, 1), np.clip(value + err, 0, 1) - value
-        theta_ax.errorbar(value, ty, xerr=[lo, hi], fmt="s", color=WORST_COLOUR)
+        lo = value - np.array([r.low for r in thetas])
+        hi = np.array([r.high for r in thetas]) - value
+        theta_ax.errorbar(value, ty, xerr=[np.maximum(lo, 0), np.maximum(hi, 0)], fmt="s",
+                          color=WORST_COLOUR, capsize=3)
         theta_ax.set_xlim(-0.05, 1.05)
         theta_ax.set_xlabel(r"adversarial $\hat{\theta}$ (flat prior on [0, 1])")
     return fig
@@ -177,9 +187,11 @@ def ranking_figure(results: Mapping[str, Any] | Any, ax: Axes | None = None,
                 label=r"post-fit impact, $-1\sigma$")
     if worst:
         ax.barh([w[0] for w in worst], [w[1].up for w in worst], height=0.6,
-                color=WORST_COLOUR, label=r"worst case $\hat{\mu}(\theta=1) - \hat{\mu}(\theta=0)$")
+                color=WORST_COLOUR,
+                label=r"worst case $\hat{\mu}(\theta=1) - \hat{\mu}(\theta=0)$")
     ax.axvline(0, color="0.4", lw=0.8)
     ax.set_xlabel(r"$\Delta\hat{\mu}$")
     if rows:
-        ax.legend(loc="lower right", fontsize="small", frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, fontsize="small",
+                  frameon=False)
     return fig
