@@ -238,7 +238,9 @@ def test_typed_parts_are_built_at_load(tmp_path, monkeypatch):
                                         PhysicsShift("scale_all_down", 7, {"shift": -0.03}))
     assert (smear.up, smear.down) == (PhysicsShift("smear_energy", 7, {"sigma": 0.05}), None)
     assert pgd.up == AttackShift("pgd", "up", Envelope.uniform(0.01), steps=3, seed=7)
-    assert black.up == AttackShift("spsa", "down", cfg.envelope, seed=4)
+    # the default target: signal down, background up, the signal samples' labels as signal
+    assert black.up == AttackShift("spsa", "signal_down_background_up", cfg.envelope, seed=4,
+                                   signal_labels=[1])
     assert learned.up == AttackShift("learned", "down", None)  # its own envelope, no seed
     assert [s.kind for s in cfg.systematics] == ["variation"] * 2 + ["attack"] * 3
     assert [cfg.key_of(s.name) for s in cfg.systematics] == [

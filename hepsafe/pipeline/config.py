@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hepsafe import _schemas as schemas
+from hepsafe.attacks.base import LABEL_TARGETS
 from hepsafe.data.regions import Region
 from hepsafe.data.sample import DATA_DIR
 from hepsafe.exceptions import ConfigError, TemplateError
@@ -50,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
 
 #: keys of an ``attacks`` entry that are not options of the attack itself
 _ATTACK_KEYS = ("type", "name", "epsilon", "target", "model", "seed")
+#: the target of an attack without one (the learned adversary: the direction it was
+#: trained for): signal jets pushed down and background jets up, the analysis' worst case
+DEFAULT_TARGET = "signal_down_background_up"
 
 
 @dataclass(frozen=True)
@@ -272,8 +276,12 @@ def _attacks(cfg: dict[str, Any], envelope: Envelope) -> tuple[Systematic, ...]:
             options["seed"] = int(item.get("seed", cfg["seed"]))
             default = envelope
         env = Envelope.uniform(item["epsilon"]) if "epsilon" in item else default
-        out.append(attack_systematic(item["name"], kind, item.get("target", "down"), env,
-                                     **options))
+        target = item.get("target", "down" if kind == "learned" else DEFAULT_TARGET)
+        labels = sorted({s["label"] for s in cfg["samples"]
+                         if s["role"] == "signal" and s.get("label") is not None})
+        if target in LABEL_TARGETS and labels and "signal_labels" not in options:
+            options["signal_labels"] = labels  # the signal samples' labels
+        out.append(attack_systematic(item["name"], kind, target, env, **options))
     return tuple(out)
 
 
