@@ -5,12 +5,17 @@ e.g. QCD jets) variable by variable and returns a :class:`GateReport` with pass/
 check and an overall verdict. Per variable: the weighted two-sample Kolmogorov-Smirnov
 statistic and its p-value, the Jensen-Shannon distance (base 2) and chi2/ndf on fixed
 binning; across the jet-level variables: the Frobenius norm of the change of their Pearson
-correlation matrix. Limits live in :class:`GateConfig`.
+correlation matrix. Limits live in :class:`GateConfig`: by default (``mode`` "calibrated")
+they follow from the sizes of the control region and of the simulation at a stated
+confidence, and a combined verdict adds the background efficiency at the working point and a
+binned likelihood ratio on the score (:mod:`hepsafe.validation.calibrated`); ``mode`` "fixed"
+gates on fixed :class:`Limits`.
 
 The core works on named arrays, ``{name: (values, weights)}``, see :func:`compare`;
 :func:`control_variables` builds them from a :class:`~hepsafe.data.jets.JetBatch` and
 :func:`gate` does both. Note the statistics treat the two samples as independent; when the
-perturbed sample is the nominal one modified jet by jet, p-values and chi2 are conservative.
+perturbed sample is the nominal one modified jet by jet, p-values and chi2 are conservative
+(the calibrated gate's "paired" mode instead takes their difference as the shift itself).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 
 from hepsafe.data.jets import JetBatch
 from hepsafe.exceptions import ConfigError, InputError
-from hepsafe.validation.config import CONTROL_VARIABLES, JET_VARIABLES, GateConfig
+from hepsafe.validation.calibrated import calibrated_checks, plan
+from hepsafe.validation.config import CONTROL_VARIABLES, GateConfig
 from hepsafe.validation.report import Check, GateReport, VariableStats, _check
 from hepsafe.validation.twosample import (
     NamedArrays,
@@ -119,13 +125,17 @@ def _check_config_names(config: GateConfig, present: Sequence[str]) -> None:
 
 
 def compare(
-    nominal: NamedArrays, perturbed: NamedArrays, config: GateConfig | None = None
+    nominal: NamedArrays, perturbed: NamedArrays, config: GateConfig | None = None,
+    threshold: float | None = None,
 ) -> GateReport:
     """Run the gate on named arrays ``{name: (values, weights)}`` (or ``{name: values}``).
 
     Both mappings must hold the same variable names; values have shape ``(n,)`` per
     variable (sizes may differ between variables and between the samples). The correlation
-    variables must share one length within each sample (they describe the same jets).
+    variables must share one length within each sample (they describe the same jets), as
+    must the calibrated gate's tested variables and ``score``. ``threshold``: the working
+    point on ``score`` (the calibrated gate then tests the efficiency above it; the fixed
+    gate does not use it).
     """
     config = config or GateConfig()
     names = list(nominal)
@@ -142,13 +152,22 @@ def compare(
     nom = {n: _observed(n, "nominal", nominal[n], neg) for n in selected}
     per = {n: _observed(n, "perturbed", perturbed[n], neg) for n in selected}
 
+    use = plan(config, names)
+    calibrated = config.mode == "calibrated"
     checks: list[Check] = []
     stats: list[VariableStats] = []
     for var in selected:  # a loop over variables, not jets
         edges = config.edges_for(var, nom[var].values)
         st = _variable_stats(var, nom[var], per[var], edges)
-        lim = config.limits_for(var)
         stats.append(st)
+        if calibrated:  # KS of the tested variables comes from the size-aware tests below
+            checks += [
+                *([] if var in use.tested else [_check(var, "ks", st.ks, None, "max")]),
+                _check(var, "jsd", st.jsd, None, "max"),
+                _check(var, "chi2_ndf", st.chi2_ndf, None, "max"),
+            ]
+            continue
+        lim = config.limits_for(var)
         checks += [
             _check(var, "ks", st.ks, lim.ks_max, "max"),
             _check(var, "ks_p", st.ks_p, lim.ks_p_min, "min"),
@@ -156,25 +175,23 @@ def compare(
             _check(var, "chi2_ndf", st.chi2_ndf, lim.chi2_ndf_max, "max"),
         ]
 
-    if config.correlation_variables is None:
-        cvars = [v for v in JET_VARIABLES if v in names]
-    else:
-        cvars = list(config.correlation_variables)
+    cvars = use.correlation
     corr_n: np.ndarray = np.zeros((0, 0))
     corr_p: np.ndarray = np.zeros((0, 0))
-    if len(cvars) >= 2:
-        for v in cvars:  # correlation variables outside GateConfig.variables
-            if v not in nom:
-                nom[v] = _observed(v, "nominal", nominal[v], neg)
-                per[v] = _observed(v, "perturbed", perturbed[v], neg)
+    for v in [*cvars, *use.tested]:  # variables outside GateConfig.variables
+        if v not in nom:
+            nom[v] = _observed(v, "nominal", nominal[v], neg)
+            per[v] = _observed(v, "perturbed", perturbed[v], neg)
+    if cvars:
         corr_n = _correlation(cvars, nom, "nominal")
         corr_p = _correlation(cvars, per, "perturbed")
         frob = float(np.linalg.norm(corr_p - corr_n))
-        checks.append(
-            _check("correlation", "corr_frobenius", frob, config.corr_frobenius_max, "max")
-        )
-    else:
-        cvars = []
+        limit = None if calibrated else config.corr_frobenius_max
+        checks.append(_check("correlation", "corr_frobenius", frob, limit, "max"))
+    calibration = None
+    if calibrated:
+        extra, calibration = calibrated_checks(nom, per, config, threshold, use)
+        checks = _in_report_order(checks, extra)
     passed = all(c.passed is not False for c in checks)
     return GateReport(
         passed=passed,
@@ -184,7 +201,15 @@ def compare(
         corr_nominal=tuple(tuple(float(x) for x in r) for r in corr_n),
         corr_perturbed=tuple(tuple(float(x) for x in r) for r in corr_p),
         config=config.to_dict(),
+        calibration=calibration,
     )
+
+
+def _in_report_order(info: list[Check], tests: list[Check]) -> list[Check]:
+    """Each variable's size-aware tests before its reported statistics, variables in order."""
+    order = list(dict.fromkeys([c.variable for c in info] + [c.variable for c in tests]))
+    return [c for v in order for c in (*[t for t in tests if t.variable == v],
+                                       *[i for i in info if i.variable == v])]
 
 
 def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -220,12 +245,15 @@ def gate(
     config: GateConfig | None = None,
     select: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
     constituent_features: ConstituentFeatures | None = None,
+    threshold: float | None = None,
 ) -> GateReport:
     """Control-region gate between two batches (e.g. QCD jets before and after a change).
 
     ``nominal_scores``/``perturbed_scores`` are the tagger scores per jet, shape
     ``(n_jets,)``, of each batch (both or neither). ``select`` picks the control sample: a
     boolean mask over jets applied to both batches (same size), or a pair of masks.
+    ``threshold``: the working point on the score (the calibrated gate tests the fraction
+    of control jets above it).
 
     Examples
     --------
@@ -260,4 +288,4 @@ def gate(
             perturbed_scores = np.asarray(perturbed_scores)[m_per]
     nom = control_variables(nominal_jets, nominal_scores, constituent_features)
     per = control_variables(perturbed_jets, perturbed_scores, constituent_features)
-    return compare(nom, per, config)
+    return compare(nom, per, config, threshold)

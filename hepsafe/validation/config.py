@@ -1,8 +1,9 @@
 """The gate's configuration: variables, default binning, per-variable :class:`Limits` and
-:class:`GateConfig`."""
+:class:`GateConfig` (the calibrated gate's sizes and confidence, or the fixed limits)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -32,6 +33,15 @@ DEFAULT_BINS: dict[str, np.ndarray] = {
 }
 
 STATISTICS = ("ks", "ks_p", "jsd", "chi2_ndf")
+
+#: how the gate decides: size-aware tests at a stated false-alarm rate, or fixed limits
+GATE_MODES = ("calibrated", "fixed")
+#: how the perturbed sample relates to the nominal one (calibrated gate)
+PAIRINGS = ("paired", "independent")
+#: variables the calibrated gate tests with KS by default (jet level, one entry per jet)
+CALIBRATED_VARIABLES = (*JET_VARIABLES, "score")
+#: control-region sizes at which the calibrated gate's report gives every verdict
+REPORT_EVENTS = (2000.0, 100000.0)
 
 
 # =========================================================================== configuration
@@ -70,6 +80,40 @@ def _default_overrides() -> dict[str, dict[str, float | None]]:
 class GateConfig:
     """Limits and binning of the control-region gate.
 
+    ``mode`` "calibrated" (the default): the gate asks whether a control-region data set of
+    ``control_events`` events, distributed as the perturbed sample, would be seen to disagree
+    with a simulation of ``simulation_events`` effective events at ``confidence``; every
+    limit follows from those sizes (:mod:`hepsafe.validation.calibrated`). "fixed": the
+    :class:`Limits` below, whatever the sizes. ``mode=None`` (what ``GateConfig()`` and a run
+    configuration without ``mode`` give) means "fixed" when ``defaults``, ``overrides`` or
+    ``corr_frobenius_max`` differ from their defaults (a user who sets limits gets them),
+    else "calibrated"; the resolved mode is stored.
+
+    Calibrated gate:
+
+    - ``pairing``: "paired" (the perturbed sample is the nominal one changed jet by jet:
+      its difference to the nominal is the shift the data would show, without the samples'
+      noise) or "independent" (two samples, each with its own noise; the sizes are then the
+      samples' own effective sizes and ``control_events``/``simulation_events`` are unused).
+    - ``control_events``: N_data, the size of the control-region data set (None: the
+      nominal sample's effective size ``(sum w)^2 / sum w^2``).
+    - ``simulation_events``: N_sim, the simulation's effective size (None: the nominal
+      sample's; "infinite" or ``math.inf``: simulation taken as exact).
+    - ``confidence``: 1 - alpha, the combined gate's false-alarm rate being alpha.
+    - ``tested_variables``: variables tested with KS, one entry per jet (None: those of
+      :data:`CALIBRATED_VARIABLES` present, the jet-level variables and the score; when
+      none is, every variable compared). Constituent marginals are reported, not tested:
+      the constituents of one jet are not independent events.
+    - ``score_bins``: equal-probability bins of the nominal score for the likelihood ratio.
+    - ``local_alpha``: the level of each test in the combined verdict (fail when any p-value
+      is below it): None calibrates it on ``calibration_halves`` random halves of the
+      nominal sample (seed ``calibration_seed``) so that the combined false-alarm rate is
+      alpha; "sidak" takes ``1 - (1 - alpha)^(1/tests)``; a number in (0, 1) is used as is.
+    - ``report_events``: control-region sizes at which the report gives every verdict
+      (besides ``control_events``).
+
+    Fixed gate:
+
     - ``defaults``: the :class:`Limits` of every variable (KS <= 0.04; the JSD and chi2/ndf
       are reported, not gated: on a perturbed sample made from the nominal jets, binned
       statistics of narrow distributions such as jet pT respond to sub-bin migrations that
@@ -106,6 +150,17 @@ class GateConfig:
     auto_bins: int = 40
     variables: tuple[str, ...] | None = None
     allow_negative_weights: bool = False
+    mode: str | None = None
+    pairing: str = "paired"
+    control_events: float | None = None
+    simulation_events: float | str | None = None
+    confidence: float = 0.95
+    tested_variables: tuple[str, ...] | None = None
+    score_bins: int = 20
+    local_alpha: float | str | None = None
+    calibration_halves: int = 1000
+    calibration_seed: int = 0
+    report_events: tuple[float, ...] = REPORT_EVENTS
 
     def __post_init__(self) -> None:
         if not isinstance(self.defaults, Limits):
@@ -147,6 +202,59 @@ class GateConfig:
                 object.__setattr__(self, name, tuple(value))
         if self.correlation_variables is not None and len(self.correlation_variables) == 1:
             raise ConfigError("GateConfig.correlation_variables needs at least 2 variables")
+        self._check_calibrated()
+
+    def _check_calibrated(self) -> None:
+        """Validate and normalise the calibrated gate's options (one-line errors)."""
+        if self.mode is None:
+            fixed = (self.defaults != Limits() or dict(self.overrides) != _default_overrides()
+                     or self.corr_frobenius_max != 0.02)
+            object.__setattr__(self, "mode", "fixed" if fixed else "calibrated")
+        if self.mode not in GATE_MODES:
+            raise ConfigError(f"GateConfig.mode must be one of {list(GATE_MODES)}, "
+                              f"got {self.mode!r}")
+        if self.pairing not in PAIRINGS:
+            raise ConfigError(f"GateConfig.pairing must be one of {list(PAIRINGS)}, "
+                              f"got {self.pairing!r}")
+        if self.control_events is not None:
+            object.__setattr__(self, "control_events",
+                               _positive("control_events", self.control_events))
+        sim = self.simulation_events
+        if sim is not None:
+            if isinstance(sim, str):
+                if sim not in ("infinite", "inf"):
+                    raise ConfigError("GateConfig.simulation_events must be a number > 0, "
+                                      f"'infinite' or None, got {sim!r}")
+                sim = math.inf
+            object.__setattr__(self, "simulation_events",
+                               _positive("simulation_events", sim, allow_inf=True))
+        c = self.confidence
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 < c < 1.0:
+            raise ConfigError(f"GateConfig.confidence must be in (0, 1), got {c!r}")
+        if isinstance(self.tested_variables, str):
+            raise ConfigError("GateConfig.tested_variables must be a sequence of names, not a str")
+        if self.tested_variables is not None:
+            object.__setattr__(self, "tested_variables", tuple(self.tested_variables))
+        for name, low in (("score_bins", 2), ("calibration_halves", 20),
+                          ("calibration_seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+                raise ConfigError(f"GateConfig.{name} must be an int >= {low}, got {v!r}")
+        a = self.local_alpha
+        if a is not None and a != "sidak" and (
+            isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 < a < 1.0
+        ):
+            raise ConfigError(f"GateConfig.local_alpha must be None, 'sidak' or in (0, 1), "
+                              f"got {a!r}")
+        if isinstance(self.report_events, int | float | str):
+            raise ConfigError("GateConfig.report_events must be a sequence of sizes")
+        object.__setattr__(self, "report_events", tuple(
+            _positive("report_events", v) for v in self.report_events))
+
+    @property
+    def alpha(self) -> float:
+        """The combined gate's false-alarm rate, ``1 - confidence``."""
+        return round(1.0 - float(self.confidence), 12)
 
     def limits_for(self, variable: str) -> Limits:
         """The limits of ``variable``: ``defaults`` with its ``overrides`` applied."""
@@ -179,6 +287,21 @@ class GateConfig:
             "auto_bins": self.auto_bins,
             "variables": None if self.variables is None else list(self.variables),
             "allow_negative_weights": self.allow_negative_weights,
+            "mode": self.mode,
+            "pairing": self.pairing,
+            "control_events": self.control_events,
+            "simulation_events": (
+                "infinite" if self.simulation_events == math.inf else self.simulation_events
+            ),
+            "confidence": self.confidence,
+            "tested_variables": (
+                None if self.tested_variables is None else list(self.tested_variables)
+            ),
+            "score_bins": self.score_bins,
+            "local_alpha": self.local_alpha,
+            "calibration_halves": self.calibration_halves,
+            "calibration_seed": self.calibration_seed,
+            "report_events": list(self.report_events),
         }
 
     @classmethod
@@ -197,6 +320,17 @@ class GateConfig:
                 raise ConfigError(f"GateConfig.defaults: unknown limit(s) {unknown}")
             kw["defaults"] = Limits(**kw["defaults"])
         return cls(**kw)
+
+
+def _positive(key: str, value: Any, allow_inf: bool = False) -> float:
+    """``value`` as a float > 0 (finite unless ``allow_inf``), or a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(f"GateConfig.{key} must be a number > 0, got {value!r}")
+    v = float(value)
+    if not v > 0 or math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ConfigError(f"GateConfig.{key} must be a {'' if allow_inf else 'finite '}number "
+                          f"> 0, got {value!r}")
+    return v
 
 
 def _check_bin_spec(var: str, spec: Any) -> None:

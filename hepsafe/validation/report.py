@@ -1,5 +1,7 @@
-"""The gate's verdict: one :class:`Check` per statistic, :class:`VariableStats` per variable
-and the :class:`GateReport` (text, JSON)."""
+"""The gate's verdict: one :class:`Check` per statistic, :class:`VariableStats` per variable,
+the calibrated gate's :class:`Calibration` (each size-aware test as a :class:`Visibility`:
+p-value, limit, the control-region size where it flips, verdicts at other sizes) and the
+:class:`GateReport` (text, JSON)."""
 
 from __future__ import annotations
 
@@ -60,6 +62,129 @@ class VariableStats:
 
 
 @dataclass(frozen=True)
+class AtSize:
+    """One test (or the combined gate) at a control-region size ``n_data`` (events)."""
+
+    n_data: float
+    p_value: float
+    limit: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """One size-aware test of the calibrated gate, or the combined verdict (``name``
+    "combined").
+
+    ``value``: the statistic at the gate's sizes (KS distance; ``|z|`` of the efficiency;
+    the likelihood ratio q; the correlation chi2; for "combined" the smallest p-value);
+    ``p_value`` and ``significance`` (two-sided Gaussian equivalent, capped at 50) at those
+    sizes; ``limit`` the value at which it fails (for "combined": the per-test level);
+    ``flip_events``: the smallest control-region size (events) at which it fails, None when
+    no size does (the simulation's own size limits it, or nothing moved);
+    ``flip_events_infinite_sim``: the same with the simulation taken as exact; ``at``: the
+    verdict at the report's sizes.
+    """
+
+    name: str
+    value: float
+    p_value: float
+    significance: float
+    limit: float | None
+    passed: bool
+    flip_events: float | None
+    flip_events_infinite_sim: float | None
+    at: tuple[AtSize, ...] = ()
+
+    def at_size(self, n_data: float) -> AtSize:
+        """The verdict at ``n_data`` events (one of the report's sizes)."""
+        for a in self.at:
+            if a.n_data == n_data:
+                return a
+        raise ConfigError(f"test '{self.name}' has no verdict at {n_data:g} events "
+                          f"(sizes: {[a.n_data for a in self.at]})")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated gate's sizes, levels and tests.
+
+    ``n_data``/``n_sim``: the sizes the verdict is for (``n_sim`` inf: exact simulation);
+    ``alpha``: the combined false-alarm rate; ``local_alpha``: each test's level in the
+    combined verdict (fail when a p-value is below it) and ``local_alpha_method`` how it was
+    set; ``threshold``: the working point on the score (None: no efficiency test);
+    ``efficiency``: ``(eps_sim, eps_data)`` above it (None without a threshold).
+    """
+
+    pairing: str
+    n_data: float
+    n_sim: float
+    alpha: float
+    local_alpha: float
+    local_alpha_method: str
+    threshold: float | None
+    efficiency: tuple[float, float] | None
+    tests: tuple[Visibility, ...]
+    combined: Visibility
+
+    def test(self, name: str) -> Visibility:
+        """The test called ``name`` (``variable:statistic``, or "combined")."""
+        for t in (*self.tests, self.combined):
+            if t.name == name:
+                return t
+        raise ConfigError(f"the calibrated gate has no test '{name}' "
+                          f"(tests: {[t.name for t in self.tests]})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (an infinite size as "infinite", a size never reached as None)."""
+        d = asdict(self)
+        d["n_sim"] = "infinite" if math.isinf(self.n_sim) else self.n_sim
+        d["efficiency"] = None if self.efficiency is None else list(self.efficiency)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`."""
+        def vis(v: Mapping[str, Any]) -> Visibility:
+            return Visibility(**{**v, "at": tuple(AtSize(**a) for a in v["at"])})
+
+        return cls(**{
+            **d,
+            "n_sim": math.inf if d["n_sim"] == "infinite" else float(d["n_sim"]),
+            "efficiency": None if d["efficiency"] is None else tuple(d["efficiency"]),
+            "tests": tuple(vis(t) for t in d["tests"]),
+            "combined": vis(d["combined"]),
+        })
+
+    def to_text(self) -> str:
+        """The size-aware tests: p-value, flip size, verdict at each report size."""
+        sizes = [a.n_data for a in self.combined.at]
+        sim = "exact" if math.isinf(self.n_sim) else f"{self.n_sim:.0f}"
+        lines = [
+            f"calibrated gate ({self.pairing}): N_data {self.n_data:.0f}, N_sim {sim}, "
+            f"false-alarm rate {self.alpha:g}, per-test level {self.local_alpha:.4g} "
+            f"({self.local_alpha_method})",
+            f"{'test':<22s} {'p':>10s} {'Z':>6s} {'visible from N':>16s} "
+            + " ".join(f"{'N=' + format(n, '.3g'):>9s}" for n in sizes),
+        ]
+        for t in (*self.tests, self.combined):
+            flip = _events(t.flip_events)
+            if t.flip_events is None and t.flip_events_infinite_sim is not None:
+                flip = f"({_events(t.flip_events_infinite_sim)})"
+            cells = " ".join(f"{'visible' if not a.passed else 'hidden':>9s}" for a in t.at)
+            lines.append(f"{t.name:<22s} {t.p_value:>10.3g} {t.significance:>6.2f} "
+                         f"{flip:>16s} {cells}")
+        lines.append("(visible from N: the smallest control-region size at which the test "
+                     "fails; in brackets with exact simulation when the simulation's size "
+                     "alone keeps it hidden)")
+        return "\n".join(lines)
+
+
+def _events(n: float | None) -> str:
+    return "never" if n is None else f"{n:.4g}"
+
+
+@dataclass(frozen=True)
 class GateReport:
     """The gate's verdict: every check, the per-variable statistics, the correlation change."""
 
@@ -70,6 +195,7 @@ class GateReport:
     corr_nominal: tuple[tuple[float, ...], ...]
     corr_perturbed: tuple[tuple[float, ...], ...]
     config: dict[str, Any]
+    calibration: Calibration | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -109,6 +235,7 @@ class GateReport:
                 "perturbed": [list(r) for r in self.corr_perturbed],
             },
             "config": self.config,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
 
     @classmethod
@@ -124,6 +251,8 @@ class GateReport:
                 corr_nominal=tuple(tuple(r) for r in corr["nominal"]),
                 corr_perturbed=tuple(tuple(r) for r in corr["perturbed"]),
                 config=dict(d["config"]),
+                calibration=(None if d.get("calibration") is None
+                             else Calibration.from_dict(d["calibration"])),
             )
         except (KeyError, TypeError) as exc:
             raise InputError(f"not a gate report (format hepsafe-gate/1): {exc}") from exc
@@ -153,6 +282,8 @@ class GateReport:
             lines.append(
                 f"{c.variable:<16s} {c.statistic:<15s} {value:>12s} {limit:>12s}  {result}"
             )
+        if self.calibration is not None:
+            lines.append(self.calibration.to_text())
         lines.append(f"verdict: {verdict}")
         return "\n".join(lines)
 
