@@ -442,24 +442,30 @@ def _visibility(name: str, m: Measured, pooled: Pooled, a: float, n_data: float,
     def p_at(n_sim_: float) -> Callable[[np.ndarray], np.ndarray]:
         return lambda grid: pvalues(m, pooled, grid, n_sim_)[name][1]
 
-    at = tuple(
-        AtSize(float(n), float(p_at(n_sim)(np.array([n]))[0]), limit(name, pooled, a, n, n_sim),
-               bool(p_at(n_sim)(np.array([n]))[0] >= a))
-        for n in sizes)
+    def verdicts(n_sim_: float) -> tuple[AtSize, ...]:
+        if not sizes:
+            return ()
+        ps = p_at(n_sim_)(np.asarray(sizes, dtype=np.float64))
+        return tuple(AtSize(float(n), float(pn), limit(name, pooled, a, n, n_sim_),
+                            bool(pn >= a)) for n, pn in zip(sizes, ps, strict=True))
+
+    at = verdicts(n_sim)
+    at_inf = at if math.isinf(n_sim) else verdicts(math.inf)
     flip = flip_inf = None
     if paired:
         flip = flip_events(p_at(n_sim), a)
         flip_inf = flip if math.isinf(n_sim) else flip_events(p_at(math.inf), a)
-    return Visibility(name, value, p, _z(p), lim, bool(p >= a), flip, flip_inf, at)
+    return Visibility(name, value, p, _z(p), lim, bool(p >= a), flip, flip_inf, at, at_inf)
 
 
 def _combined(tests: Sequence[Visibility], a: float, n_data: float, n_sim: float,
               sizes: Sequence[float], paired: bool) -> Visibility:
     p_min = min(t.p_value for t in tests)
-    at = tuple(
-        AtSize(float(n), min(t.at[i].p_value for t in tests), a,
-               all(t.at[i].passed for t in tests))
-        for i, n in enumerate(sizes))
+
+    def verdicts(inf: bool) -> tuple[AtSize, ...]:
+        rows = [t.at_infinite_sim if inf else t.at for t in tests]
+        return tuple(AtSize(float(n), min(r[i].p_value for r in rows), a,
+                            all(r[i].passed for r in rows)) for i, n in enumerate(sizes))
 
     def first(values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
@@ -468,4 +474,4 @@ def _combined(tests: Sequence[Visibility], a: float, n_data: float, n_sim: float
     flip = first([t.flip_events for t in tests]) if paired else None
     flip_inf = first([t.flip_events_infinite_sim for t in tests]) if paired else None
     return Visibility("combined", p_min, p_min, _z(p_min), a, bool(p_min >= a), flip,
-                      flip_inf, at)
+                      flip_inf, verdicts(False), verdicts(True))

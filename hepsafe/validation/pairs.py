@@ -35,7 +35,8 @@ def ks_distance(x: np.ndarray, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
     # F_a - F_b as one running sum of the normalised weight difference
     diff = wa / wa.sum(axis=1, keepdims=True) - wb / wb.sum(axis=1, keepdims=True)
     c = np.cumsum(diff[:, order], axis=1)
-    return _arr(np.max(np.abs(c[:, last]), axis=1))
+    d = np.max(np.abs(c[:, last]), axis=1)
+    return _arr(np.where(d < 1e-12, 0.0, d))  # rounding of equal distributions
 
 
 def fraction(mask: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -83,7 +83,7 @@ class Visibility:
     ``flip_events``: the smallest control-region size (events) at which it fails, None when
     no size does (the simulation's own size limits it, or nothing moved);
     ``flip_events_infinite_sim``: the same with the simulation taken as exact; ``at``: the
-    verdict at the report's sizes.
+    verdict at the report's sizes, ``at_infinite_sim`` the same with exact simulation.
     """
 
     name: str
@@ -95,10 +95,11 @@ class Visibility:
     flip_events: float | None
     flip_events_infinite_sim: float | None
     at: tuple[AtSize, ...] = ()
+    at_infinite_sim: tuple[AtSize, ...] = ()
 
-    def at_size(self, n_data: float) -> AtSize:
+    def at_size(self, n_data: float, infinite_sim: bool = False) -> AtSize:
         """The verdict at ``n_data`` events (one of the report's sizes)."""
-        for a in self.at:
+        for a in self.at_infinite_sim if infinite_sim else self.at:
             if a.n_data == n_data:
                 return a
         raise ConfigError(f"test '{self.name}' has no verdict at {n_data:g} events "
@@ -146,7 +147,9 @@ class Calibration:
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
         """Inverse of :meth:`to_dict`."""
         def vis(v: Mapping[str, Any]) -> Visibility:
-            return Visibility(**{**v, "at": tuple(AtSize(**a) for a in v["at"])})
+            return Visibility(**{**v, "at": tuple(AtSize(**a) for a in v["at"]),
+                                 "at_infinite_sim": tuple(AtSize(**a)
+                                                          for a in v["at_infinite_sim"])})
 
         return cls(**{
             **d,
@@ -157,26 +160,29 @@ class Calibration:
         })
 
     def to_text(self) -> str:
-        """The size-aware tests: p-value, flip size, verdict at each report size."""
+        """The size-aware tests: p-value, flip sizes, verdict at each report size (with the
+        simulation's size, then with exact simulation)."""
         sizes = [a.n_data for a in self.combined.at]
-        sim = "exact" if math.isinf(self.n_sim) else f"{self.n_sim:.0f}"
+        finite = not math.isinf(self.n_sim)
+        sim = f"{self.n_sim:.0f}" if finite else "exact"
+        cols = [f"N={n:.3g}" for n in sizes]
+        if finite:
+            cols += [f"N={n:.3g}*" for n in sizes]
         lines = [
             f"calibrated gate ({self.pairing}): N_data {self.n_data:.0f}, N_sim {sim}, "
             f"false-alarm rate {self.alpha:g}, per-test level {self.local_alpha:.4g} "
             f"({self.local_alpha_method})",
-            f"{'test':<22s} {'p':>10s} {'Z':>6s} {'visible from N':>16s} "
-            + " ".join(f"{'N=' + format(n, '.3g'):>9s}" for n in sizes),
+            f"{'test':<22s} {'p':>9s} {'Z':>6s} {'flip N':>9s} {'flip N*':>9s} "
+            + " ".join(f"{c:>9s}" for c in cols),
         ]
         for t in (*self.tests, self.combined):
-            flip = _events(t.flip_events)
-            if t.flip_events is None and t.flip_events_infinite_sim is not None:
-                flip = f"({_events(t.flip_events_infinite_sim)})"
-            cells = " ".join(f"{'visible' if not a.passed else 'hidden':>9s}" for a in t.at)
-            lines.append(f"{t.name:<22s} {t.p_value:>10.3g} {t.significance:>6.2f} "
-                         f"{flip:>16s} {cells}")
-        lines.append("(visible from N: the smallest control-region size at which the test "
-                     "fails; in brackets with exact simulation when the simulation's size "
-                     "alone keeps it hidden)")
+            rows = [*t.at, *(t.at_infinite_sim if finite else ())]
+            cells = " ".join(f"{'visible' if not a.passed else 'hidden':>9s}" for a in rows)
+            lines.append(f"{t.name:<22s} {t.p_value:>9.3g} {t.significance:>6.2f} "
+                         f"{_events(t.flip_events):>9s} "
+                         f"{_events(t.flip_events_infinite_sim):>9s} {cells}")
+        lines.append("(flip N: the smallest control-region size at which the test fails; "
+                     "*: with exact simulation)")
         return "\n".join(lines)
 
 
