@@ -20,20 +20,26 @@ from hepsafe import tagger as T
 from hepsafe._files import sha256sum
 from hepsafe.attacks import (
     FGSM,
+    LABEL_TARGETS,
     PGD,
     SPSA,
     Attack,
     AttackFallbackWarning,
+    GradientOracle,
     GreedySearch,
+    Objective,
     PhysicsVariation,
     make_attack,
+    resolve_directions,
+    resolve_target,
+    signal_labels_of,
 )
 from hepsafe.attacks.base import constituent_classes
 from hepsafe.attacks.greedy import CORRELATION_FEATURES, JSD_FEATURES
 from hepsafe.attacks.registry import attack_class
 from hepsafe.attacks.spsa import ScoreOracle, signal_logit_np
 from hepsafe.data.jets import JetBatch
-from hepsafe.exceptions import ConfigError, ConversionError
+from hepsafe.exceptions import ConfigError, ConversionError, InputError
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturber
 from hepsafe.perturbation.variations import apply_variation
@@ -430,3 +436,174 @@ def test_physics_ignores_the_target(pfn: T.OnnxTagger, few: JetBatch) -> None:
     assert (up.info.name, up.info.target, down.info.target) == ("physics:smear_energy", "up",
                                                                 "QCD")
     assert up.info.details == {"variation": "smear_energy", "options": {}, "seed": 2}
+
+
+# ---------------------------------------------------------------------------- targets per jet
+@pytest.fixture(scope="module")
+def wq(test_split: JetBatch) -> JetBatch:
+    """150 W and 150 QCD jets of the test split."""
+    return JetBatch.concatenate([test_split[test_split.label == k][::15][:150] for k in (1, 0)])
+
+
+def logit(tagger: T.OnnxTagger, jets: JetBatch) -> np.ndarray:
+    p = tagger.predict(jets).astype(np.float64)
+    return np.log(p) - np.log1p(-p)
+
+
+def test_directions_from_labels(pfn: T.OnnxTagger) -> None:
+    labels = np.array([1, 0, 2, 1, 0])
+    for target in LABEL_TARGETS:
+        np.testing.assert_array_equal(resolve_directions(pfn, target, labels),
+                                      [-1, 1, 1, -1, 1])
+    np.testing.assert_array_equal(
+        resolve_directions(pfn, "signal_down_background_up", labels, signal_labels=[2, 0]),
+        [1, -1, -1, 1, -1])
+    for target, d in (("down", -1), ("up", 1), ("QCD", -1), ("W", 1)):
+        np.testing.assert_array_equal(resolve_directions(pfn, target, labels), d)
+    # the card's signal class "W" is label 1; a name the labels do not know gives label 1
+    assert signal_labels_of(pfn) == (1,)
+    with pytest.raises(InputError,
+                       match=r"^target 'true_label': 2 of 4 jets have label -1 \(unknown\)"):
+        resolve_directions(pfn, "true_label", np.array([1, -1, 0, -1]))
+    # unknown labels do not matter when the target is the same for every jet
+    np.testing.assert_array_equal(resolve_directions(pfn, "down", np.array([-1, -1])), -1)
+    with pytest.raises(ConfigError, match="'signal_labels'"):
+        resolve_directions(pfn, "true_label", labels, signal_labels=[])
+    with pytest.raises(ConfigError, match="'signal_labels'"):
+        PGD(pfn, signal_labels=[-2])
+    with pytest.raises(ConfigError, match="'target'.*'sideways'.*signal_down_background_up"):
+        resolve_directions(pfn, "sideways", labels)
+    with pytest.raises(ConfigError, match="resolve_directions"):
+        resolve_target(pfn, "signal_down_background_up")
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd", "spsa"])
+def test_signal_down_background_up_moves_w_down_and_qcd_up(
+    kind: str, pfn: T.OnnxTagger, wq: JetBatch
+) -> None:
+    jets = wq if kind != "spsa" else wq[::3]
+    z0 = logit(pfn, jets)
+    res = make(kind, pfn, Envelope.uniform(EPS))(jets, "signal_down_background_up")
+    dz = logit(pfn, res.jets) - z0
+    w, q = jets.label == 1, jets.label == 0
+    assert w.sum() > 30 and q.sum() > 30
+    size = 0.2 if kind != "spsa" else 0.05  # SPSA: 3 steps of estimated gradients
+    assert dz[w].mean() < -size and dz[q].mean() > size, (dz[w].mean(), dz[q].mean())
+    assert np.mean(dz[w] < 0) > 0.9 and np.mean(dz[q] > 0) > 0.9
+    assert res.info is not None and res.info.target == "signal_down_background_up"
+    # the per-class working point: eps_S falls, eps_B rises
+    s0, s1 = pfn.predict(jets), pfn.predict(res.jets)
+    thr = metrics.threshold_at_efficiency(s0[w], 0.5)
+    assert metrics.efficiency(s1[w], thr) < metrics.efficiency(s0[w], thr)
+    assert metrics.efficiency(s1[q], thr) >= metrics.efficiency(s0[q], thr)
+
+
+def test_greedy_takes_per_jet_directions(pfn: T.OnnxTagger, wq: JetBatch) -> None:
+    res = GreedySearch(pfn, Envelope.uniform(EPS), steps=2)(wq, "signal_down_background_up")
+    assert res.info is not None and res.info.target == "signal_down_background_up"
+    (batch,) = res.info.details["batches"]
+    assert batch["accepted"] >= 1 and batch["objective_after"] > batch["objective_before"]
+    # the objective is the batch mean of -logit on W jets and +logit on QCD jets
+    d = np.where(wq.label == 1, -1.0, 1.0)
+    assert np.mean(d * logit(pfn, res.jets)) > np.mean(d * logit(pfn, wq))
+
+
+def _old_fgsm_down(tagger: T.OnnxTagger, jets: JetBatch, env: Envelope) -> np.ndarray:
+    """FGSM "down" as the attacks computed it with one scalar direction per call."""
+    perturber = Perturber(jets, env, ("pt", "mass"))
+    oracle = GradientOracle(tagger, jets)
+    _, grad = oracle.logit_and_grad(np.zeros((oracle.n_constituents, 3), dtype=np.float32))
+    bounds = perturber.bounds[perturber.classes.astype(np.int64)].astype(np.float32)
+    applied, _ = perturber.project(bounds * np.sign(-1.0 * grad))
+    return Perturber(jets, env, ("pt", "mass")).apply(applied).delta_applied
+
+
+def _old_pgd_down(tagger: T.OnnxTagger, jets: JetBatch, env: Envelope, steps: int,
+                  seed: int) -> np.ndarray:
+    """PGD "down" (random start, one restart) with one scalar direction, as before."""
+    direction, step_size = -1.0, 2.5 / steps
+    perturber = Perturber(jets, env, ("pt", "mass"))
+    oracle = GradientOracle(tagger, jets)
+    bounds = perturber.bounds[perturber.classes.astype(np.int64)].astype(np.float32)
+    jet_of = np.repeat(np.arange(len(jets)), np.diff(perturber.offsets))
+    rng = np.random.default_rng([seed, 0])
+    best = np.zeros_like(bounds)
+    best_obj = direction * oracle.logit(best)
+    for _ in range(2):
+        delta = bounds * rng.uniform(-1.0, 1.0, size=bounds.shape).astype(np.float32)
+        delta, _ = perturber.project(delta)
+        for _ in range(steps):
+            z, grad = oracle.logit_and_grad(delta)
+            better = direction * z > best_obj
+            best[better[jet_of]] = delta[better[jet_of]]
+            best_obj = np.where(better, direction * z, best_obj)
+            delta, _ = perturber.project(delta + step_size * bounds * np.sign(direction * grad))
+        obj = direction * oracle.logit(delta)
+        better = obj > best_obj
+        best[better[jet_of]] = delta[better[jet_of]]
+        best_obj = np.where(better, obj, best_obj)
+    return Perturber(jets, env, ("pt", "mass")).apply(best).delta_applied
+
+
+def test_down_is_unchanged(pfn: T.OnnxTagger, wq: JetBatch) -> None:
+    """"down" gives bit for bit what one scalar direction per call gave; a label-aware
+    target on jets that are all signal (background) is "down" ("up")."""
+    env = Envelope.uniform(EPS)
+    fgsm = FGSM(pfn, env)
+    assert np.array_equal(fgsm(wq, "down").delta_applied, _old_fgsm_down(pfn, wq, env))
+    pgd = PGD(pfn, env, steps=3, random_start=True, restarts=1, seed=4)
+    assert np.array_equal(pgd(wq, "down").delta_applied, _old_pgd_down(pfn, wq, env, 3, 4))
+    w, q = wq[wq.label == 1], wq[wq.label == 0]
+    for attack in (fgsm, PGD(pfn, env, steps=2), SPSA(pfn, env, steps=2, samples=2)):
+        assert np.array_equal(attack(w, "signal_down_background_up").delta_applied,
+                              attack(w, "down").delta_applied)
+        assert np.array_equal(attack(q, "signal_down_background_up").delta_applied,
+                              attack(q, "up").delta_applied)
+
+
+def test_true_label_has_the_signs_of_signal_down_background_up(
+    pfn: T.OnnxTagger, wq: JetBatch
+) -> None:
+    """For a binary tagger the label's cross-entropy rises where the logit objective does:
+    the signed-gradient attacks take the same steps and keep the same best deltas."""
+    env = Envelope.uniform(EPS)
+    for attack in (FGSM(pfn, env), PGD(pfn, env, steps=3)):
+        a = attack(wq, "true_label")
+        b = attack(wq, "signal_down_background_up")
+        assert a.info is not None and a.info.target == "true_label"
+        assert np.array_equal(a.delta_applied, b.delta_applied)
+    z = logit(pfn, wq)
+    d = resolve_directions(pfn, "true_label", wq.label)
+    loss, lin = Objective(d, loss=True), Objective(d)
+    assert np.array_equal(np.sign(loss.slope(z)), d)
+    # the loss is the binary cross-entropy of the label: -log f (W), -log(1 - f) (QCD)
+    f = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(loss.value(z), np.where(wq.label == 1, -np.log(f),
+                                                       -np.log1p(-f)), rtol=1e-9, atol=1e-12)
+    # ... a different weighting from the logit objective: not an affine function of it
+    assert np.std(loss.value(z) - lin.value(z)) > 0.1
+
+
+def test_learned_and_physics_take_label_aware_targets(pfn: T.OnnxTagger, wq: JetBatch) -> None:
+    """The learned adversary's own objective is signal down with the background held fixed:
+    the label-aware targets ask for it (no labels needed); a physics variation has no
+    direction and ignores them."""
+    adv = make_attack("learned", pfn)
+    unlabelled = wq.replace(label=np.full(len(wq), -1, dtype=wq.label.dtype))
+    res = adv(unlabelled, "signal_down_background_up")
+    assert res.info is not None and res.info.target == "signal_down_background_up"
+    assert np.array_equal(res.delta_applied, adv(wq, "down").delta_applied)
+    with pytest.raises(ConfigError, match="'up'.*other direction"):
+        adv(wq, "up")
+    phys = PhysicsVariation(pfn, variation="smear_energy", seed=2)
+    assert np.array_equal(phys(unlabelled, "true_label").jets.flat("pt"),
+                          phys(wq, "down").jets.flat("pt"))
+
+
+def test_signal_labels_option_and_fallback(pfn: T.OnnxTagger,
+                                           shrink_tagger: T.OnnxTagger) -> None:
+    attack = make_attack("pgd", pfn, Envelope(), signal_labels=[2])
+    assert attack.signal_labels == (2,)
+    with pytest.warns(AttackFallbackWarning):
+        spsa = make_attack("fgsm", shrink_tagger, Envelope(), signal_labels=[0])
+    assert type(spsa) is SPSA and spsa.signal_labels == (0,)
