@@ -1,14 +1,16 @@
 """Train the reference learned adversary g(J) against the reference PFN, export it, measure it.
 
-    python examples/train_adversary.py                  # train, export, evaluate (~3 min)
+    python examples/train_adversary.py --threads 1      # train, export, evaluate (~30 s)
     python examples/train_adversary.py --evaluate-only  # evaluate the committed graph
     python examples/train_adversary.py --rebuild-graph  # same network, current graph layout
 
 Training: the shipped sample's train split, W (signal) against QCD (background), target
 "down" (lower the W score), the default envelope (2 % relative pT, 0.02 in eta and phi) with
-jet pT and mass preserved, default :class:`~hepsafe.attacks.LearnedConfig` (the gate on a
-held-out quarter of the train split stops it). Writes ``hepsafe/models/adversary_pfn.onnx``
-and its card ``adversary_pfn.json`` (or ``-o PATH``).
+jet pT and mass preserved, default :class:`~hepsafe.attacks.LearnedConfig`: the background
+term on the probability (Shimmin & Nachman); the gate (:func:`default_gate_config`) on a
+selection hold-out (a fifth of the train split) stops it at the gate boundary, and a
+disjoint report hold-out (another fifth) gives the gate stored in the card. Writes
+``hepsafe/models/adversary_pfn.onnx`` and its card ``adversary_pfn.json`` (or ``-o PATH``).
 
 Evaluation (with ONNX Runtime alone, :class:`~hepsafe.attacks.OnnxAdversary`, as a
 processor step would run it): on the test split, the W efficiency at the working point that
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--gate", type=json.loads, default=None, metavar="JSON",
+                    help="the training gate as GateConfig.from_dict JSON (default: "
+                         "default_gate_config(), the fixed KS limits)")
     ap.add_argument("--evaluate-only", action="store_true",
                     help="only evaluate the graph at --output on the test split")
     ap.add_argument("--rebuild-graph", action="store_true",
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --{k} {v}" for k, v in (("tagger", args.tagger), ("epochs", args.epochs),
                                    ("seed", args.seed), ("threads", args.threads))
         if v is not None and not (k == "tagger" and v == "pfn"))
+    if args.gate is not None:
+        command += f" --gate '{json.dumps(args.gate)}'"
     if out != MODELS_DIR / "adversary_pfn.onnx":
         command += f" -o {out}"
     if args.rebuild_graph:
@@ -123,11 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.evaluate_only:
         changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
                                      ("threads", args.threads)) if v is not None}
-        adv = LearnedAdversary(tagger, Envelope(), LearnedConfig(**changes))
+        gate = (validate.GateConfig.from_dict(args.gate) if args.gate is not None
+                else default_gate_config())
+        adv = LearnedAdversary(tagger, Envelope(), LearnedConfig(**changes), gate_config=gate)
         t0 = time.perf_counter()
         adv.fit(datasets.load_sample("train"), target="down", log=print)
         print(f"trained in {time.perf_counter() - t0:.0f} s; kept epoch "
-              f"{adv.record['epoch_kept']} of {adv.record['epochs_run']}")
+              f"{adv.record['epoch_kept']} of {adv.record['epochs_run']} (stopped by "
+              f"{adv.record['stopped_by']}); report hold-out gate "
+              f"{'pass' if adv.gate_report is not None and adv.gate_report.passed else 'FAIL'}")
         adv.export(out, command=command)
         print(f"wrote {out} ({out.stat().st_size} bytes) and {out.with_suffix('.json')}")
     ev, seconds = evaluate(out, tagger)
