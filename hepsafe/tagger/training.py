@@ -12,6 +12,11 @@ card beside it (``schemas/tagger.schema.json``).
   inputs ``constituents`` ``(n, n_max, k)`` and ``mask`` ``(n, n_max)``; outputs ``logit``
   ``(n,)`` and the pooled representation ``latent`` ``(n, phi_sizes[-1])``.
 - ``hl``: MLP on jet features (pT, eta, mass, D2) -> signal logit; input ``jet`` ``(n, 4)``.
+- ``pfn3``: the particle-flow network as a three-class classifier (QCD / W / top, softmax
+  cross-entropy), ONNX output ``logits`` ``(n, 3)`` and the representation ``latent``; the
+  score is p(W). ``pfn3_md``: the same trained on mass-decorrelated data (each class
+  resampled to the classes' common jet-mass distribution, :func:`mass_decorrelated`). These
+  two serve the anomaly scores (:mod:`hepsafe.anomaly`).
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ from hepsafe.data.jets import CLASS_NAMES, JetBatch
 from hepsafe.exceptions import ConfigError, ModelError
 from hepsafe.tagger import features as F
 
-__all__ = ["MODELS", "TrainConfig", "TrainResult", "default_config", "train", "train_reference"]
+__all__ = ["MODELS", "MULTICLASS_MODELS", "TrainConfig", "TrainResult", "default_config",
+           "mass_decorrelated", "train", "train_reference"]
 
 MODELS = ("pfn", "hl")
+#: the multi-class reference classifiers (architecture pfn; QCD / W / top)
+MULTICLASS_MODELS = ("pfn3", "pfn3_md")
 OPSET = 17
-SIGNAL, BACKGROUND = 1, 0  # labels: W, QCD
+SIGNAL, BACKGROUND, TOP = 1, 0, 2  # labels: W, QCD, top
 PFN_FEATURES = ("log_pt", "log_e", "log_ptrel", "log_erel", "deta", "dphi", "dr", "charge")
 HL_FEATURES = ("pt", "eta", "mass", "d2")
 
@@ -65,6 +73,16 @@ class TrainConfig:
     threads: int = 2
     max_train_jets: int | None = None
     max_test_jets: int | None = None
+    #: the jet labels trained on, background first; two: W vs QCD (one logit), more: a
+    #: softmax over them (output ``logits``), the signal class W
+    classes: tuple[int, ...] = (BACKGROUND, SIGNAL)
+    #: resample every class to the common jet-mass distribution (:func:`mass_decorrelated`)
+    mass_decorrelation: bool = False
+
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes: a softmax output."""
+        return len(self.classes) > 2
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -76,6 +94,13 @@ class TrainConfig:
                                   f"got {v}")
         if not self.lr > 0:
             raise ConfigError(f"option 'lr' must be > 0, got {self.lr}")
+        labelled = all(c in CLASS_NAMES for c in self.classes)
+        if (len(set(self.classes)) != len(self.classes) or SIGNAL not in self.classes
+                or BACKGROUND not in self.classes or not labelled):
+            raise ConfigError(f"option 'classes': distinct jet labels including {BACKGROUND} "
+                              f"(QCD) and {SIGNAL} (W), got {self.classes!r}")
+        if self.multiclass and self.model != "pfn":
+            raise ConfigError("option 'classes': more than two classes need the pfn model")
         known = F.CONSTITUENT_FEATURES if self.model == "pfn" else F.JET_FEATURES
         bad = [f for f in self.features if f not in known]
         if bad or not self.features:
@@ -84,7 +109,12 @@ class TrainConfig:
 
 
 def default_config(model: str, tiny: bool = False, **changes: Any) -> TrainConfig:
-    """The reference settings of ``model`` ("pfn" or "hl"); ``tiny`` trains in seconds."""
+    """The reference settings of ``model`` ("pfn", "hl", "pfn3" or "pfn3_md"); ``tiny``
+    trains in seconds."""
+    if model in MULTICLASS_MODELS:
+        cfg = default_config("pfn", tiny, classes=(BACKGROUND, SIGNAL, TOP),
+                             mass_decorrelation=model == "pfn3_md")
+        return replace(cfg, **changes) if changes else cfg
     if model == "pfn":
         cfg = TrainConfig("pfn", epochs=24, n_max=64, features=PFN_FEATURES, hidden=(64, 64),
                           phi_sizes=(64, 64, 64), batch_size=128, lr=2e-3)
@@ -92,7 +122,8 @@ def default_config(model: str, tiny: bool = False, **changes: Any) -> TrainConfi
         cfg = TrainConfig("hl", epochs=30, n_max=128, features=HL_FEATURES, hidden=(64, 64),
                           phi_sizes=(), batch_size=128, lr=3e-3)
     else:
-        raise ConfigError(f"option 'model' must be one of {MODELS}, got {model!r}")
+        raise ConfigError(f"option 'model' must be one of {MODELS + MULTICLASS_MODELS}, "
+                          f"got {model!r}")
     if tiny:
         cfg = replace(cfg, epochs=2, hidden=(16,), phi_sizes=(16, 16) if model == "pfn" else (),
                       n_max=32 if model == "pfn" else 128, max_train_jets=600,
@@ -101,12 +132,39 @@ def default_config(model: str, tiny: bool = False, **changes: Any) -> TrainConfi
 
 
 # --------------------------------------------------------------------------- data
-def _w_vs_qcd(jets: JetBatch, max_jets: int | None) -> JetBatch:
-    sel = jets[(jets.label == SIGNAL) | (jets.label == BACKGROUND)]
+def _w_vs_qcd(jets: JetBatch, max_jets: int | None,
+              classes: Sequence[int] = (BACKGROUND, SIGNAL)) -> JetBatch:
+    sel = jets[np.isin(jets.label, np.asarray(classes))]
     if max_jets is not None and len(sel) > max_jets:
         step = math.ceil(len(sel) / max_jets)
         sel = sel[::step]
     return sel
+
+
+#: jet-mass bins [GeV] of the mass decorrelation, and the cap on a jet's resampling weight
+MD_EDGES = np.arange(0.0, 305.0, 5.0)
+MD_MAX_WEIGHT = 20.0
+
+
+def mass_decorrelated(jets: JetBatch, seed: int = 1) -> JetBatch:
+    """The jets resampled (with replacement, seeded) so that every class follows the same
+    jet-mass distribution: the classes' mixture, in 5 GeV bins. A jet of class ``k`` is
+    drawn with probability proportional to ``mixture(m) / class_k(m)`` (capped at
+    :data:`MD_MAX_WEIGHT` times the class median); each class keeps its number of jets."""
+    rng = np.random.default_rng(seed)
+    m = np.clip(jets.mass.astype(np.float64), MD_EDGES[0], MD_EDGES[-1] - 1e-6)
+    b = np.digitize(m, MD_EDGES) - 1
+    classes = np.unique(jets.label)
+    dens = {k: np.bincount(b[jets.label == k], minlength=len(MD_EDGES) - 1)
+            / max(1, int((jets.label == k).sum())) for k in classes}
+    mixture = np.mean([dens[k] for k in classes], axis=0)
+    picks = []
+    for k in classes:
+        idx = np.flatnonzero(jets.label == k)
+        w = mixture[b[idx]] / dens[k][b[idx]]
+        w = np.minimum(w, MD_MAX_WEIGHT * np.median(w))
+        picks.append(rng.choice(idx, size=len(idx), replace=True, p=w / w.sum()))
+    return jets[np.sort(np.concatenate(picks))]
 
 
 def _arrays(jets: JetBatch, cfg: TrainConfig) -> list[np.ndarray]:
@@ -145,7 +203,7 @@ def _build(cfg: TrainConfig, n_features: int) -> Any:
             super().__init__()
             self.phi = mlp([n_features, *cfg.phi_sizes])
             self.f = mlp([cfg.phi_sizes[-1], *cfg.hidden])
-            self.out = nn.Linear(cfg.hidden[-1], 1)
+            self.out = nn.Linear(cfg.hidden[-1], len(cfg.classes) if cfg.multiclass else 1)
 
         def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
             h = x
@@ -155,7 +213,8 @@ def _build(cfg: TrainConfig, n_features: int) -> Any:
             g = latent
             for layer in self.f:
                 g = torch.relu(layer(g))
-            return self.out(g).squeeze(-1), latent
+            out = self.out(g)
+            return (out if cfg.multiclass else out.squeeze(-1)), latent
 
     class HL(nn.Module):
         """MLP on jet features -> logit."""
@@ -176,11 +235,13 @@ def _build(cfg: TrainConfig, n_features: int) -> Any:
 
 def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
          log: Callable[[str], None]) -> list[float]:
-    """Adam, linear warm-up then cosine decay, on binary cross-entropy; loss per epoch."""
+    """Adam, linear warm-up then cosine decay, on binary cross-entropy (softmax
+    cross-entropy for more than two classes; ``y`` then holds class indices); loss per
+    epoch."""
     import torch
 
     tx = [torch.from_numpy(np.ascontiguousarray(a)) for a in xs]
-    ty = torch.from_numpy(y.astype(np.float32))
+    ty = torch.from_numpy(y.astype(np.int64) if cfg.multiclass else y.astype(np.float32))
     n = len(ty)
     steps = max(1, cfg.epochs * math.ceil(n / cfg.batch_size))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -189,7 +250,7 @@ def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * s / steps))
     )
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    lossf = torch.nn.BCEWithLogitsLoss()
+    lossf = torch.nn.CrossEntropyLoss() if cfg.multiclass else torch.nn.BCEWithLogitsLoss()
     history = []
     net.train()
     for epoch in range(cfg.epochs):
@@ -283,9 +344,14 @@ def _to_onnx(net: Any, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> A
         g = dense(g, w, b, f"f{i}", relu=True)
     w, b = _linear_params(net.out)
     g = dense(g, w, b, "out", relu=False)
-    nodes.append(helper.make_node("Squeeze", [g, const("axes_sq", [1], np.int64)], ["logit"],
-                                  name="squeeze"))
-    outputs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["n"])]
+    if cfg.multiclass:
+        nodes.append(helper.make_node("Identity", [g], ["logits"], name="logits"))
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                 ["n", len(cfg.classes)])]
+    else:
+        nodes.append(helper.make_node("Squeeze", [g, const("axes_sq", [1], np.int64)],
+                                      ["logit"], name="squeeze"))
+        outputs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["n"])]
     if cfg.model == "pfn":
         outputs.append(helper.make_tensor_value_info("latent", TensorProto.FLOAT,
                                                      ["n", cfg.phi_sizes[-1]]))
@@ -304,7 +370,7 @@ def _check_export(model: Any, net: Any, xs: list[np.ndarray]) -> float:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     sub = [a[:64] for a in xs]
-    ort_logit = sess.run(["logit"], dict(zip(names, sub, strict=True)))[0]
+    ort_logit = sess.run([sess.get_outputs()[0].name], dict(zip(names, sub, strict=True)))[0]
     with torch.no_grad():
         ref = net(*(torch.from_numpy(a) for a in sub))[0].numpy()
     diff = float(np.max(np.abs(ort_logit - ref))) if len(ref) else 0.0
@@ -319,9 +385,12 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
     dcard = datasets.sample_card()
     n_params = sum(int(np.prod(i.dims)) for i in model.graph.initializer
                    if i.data_type == 1)
+    names = [CLASS_NAMES[c] for c in cfg.classes]
+    head = (f"linear -> logits over {' / '.join(names)}" if cfg.multiclass
+            else "linear -> signal logit")
     if cfg.model == "pfn":
         arch = (f"particle-flow network: per-particle MLP {list(cfg.phi_sizes)} (ReLU), masked "
-                f"sum, MLP {list(cfg.hidden)} (ReLU), linear -> signal logit")
+                f"sum, MLP {list(cfg.hidden)} (ReLU), {head}")
         inputs = [
             {"name": "constituents", "kind": "constituent", "features": list(cfg.features),
              "n_max": cfg.n_max, "ordering": "pt_desc", "dtype": "float32", "mask": "mask",
@@ -339,18 +408,27 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
     card: dict[str, Any] = {
         "format": "hepsafe-tagger/1",
         "name": model_path.stem,
-        "description": (f"W vs QCD reference tagger ({arch}); feature standardisation folded "
-                        "into the first layer"),
+        "description": (
+            (f"{' / '.join(names)} classifier" if cfg.multiclass else "W vs QCD reference tagger")
+            + f" ({arch}); feature standardisation folded into the first layer"
+            + ("; trained on mass-decorrelated data (every class resampled to the classes' "
+               "common jet-mass distribution)" if cfg.mass_decorrelation else "")),
         "model": {"file": model_path.name, "sha256": sha256sum(model_path), "opset": OPSET,
                   "architecture": arch, "n_parameters": n_params},
         "inputs": inputs,
-        "output": {"name": "logit", "activation": "logit", "classes": ["QCD", "W"],
-                   "signal": "W", "description": "log-odds of W vs QCD; score = sigmoid(logit)"},
+        "output": (
+            {"name": "logits", "activation": "logits", "classes": names, "signal": "W",
+             "description": f"class logits ({', '.join(names)}); score = softmax p(W)"}
+            if cfg.multiclass else
+            {"name": "logit", "activation": "logit", "classes": ["QCD", "W"],
+             "signal": "W", "description": "log-odds of W vs QCD; score = sigmoid(logit)"}),
         "training": {
             "dataset": {"name": dcard.get("name", "sample"), "sha256": dcard["sha256"],
                         "card_sha256": sha256sum(datasets.SAMPLE_CARD), "split": "train",
-                        "classes": {"signal": CLASS_NAMES[SIGNAL],
-                                    "background": CLASS_NAMES[BACKGROUND]},
+                        "classes": ({"signal": CLASS_NAMES[SIGNAL],
+                                     "background": CLASS_NAMES[BACKGROUND]}
+                                    if not cfg.multiclass else
+                                    {"signal": CLASS_NAMES[SIGNAL], "all": names}),
                         "n_train": n_train, "n_test": n_test},
             "seed": cfg.seed,
             "epochs": cfg.epochs,
@@ -358,7 +436,8 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
             "command": command,
             "config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
-            "loss": "binary cross-entropy, Adam, warm-up + cosine learning rate",
+            "loss": ("softmax" if cfg.multiclass else "binary")
+                    + " cross-entropy, Adam, warm-up + cosine learning rate",
             "versions": package_versions(("hepsafe", "torch", "onnx", "onnxruntime", "numpy")),
             "platform": f"{platform.system()} {platform.machine()}",
         },
@@ -409,10 +488,18 @@ def train(
     try:
         torch.manual_seed(cfg.seed)
         jets = _w_vs_qcd(datasets.load_sample("train") if train_jets is None else train_jets,
-                         cfg.max_train_jets)
-        y = (jets.label == SIGNAL).astype(np.float32)
-        if len(np.unique(y)) < 2:
-            raise ConfigError("training needs both W (label 1) and QCD (label 0) jets")
+                         cfg.max_train_jets, cfg.classes)
+        if cfg.mass_decorrelation:
+            jets = mass_decorrelated(jets, cfg.seed)
+        if cfg.multiclass:
+            order = np.argsort(cfg.classes)
+            pos = np.searchsorted(np.asarray(cfg.classes)[order], jets.label)
+            y = order[pos].astype(np.float32)  # the index of each jet's label in classes
+        else:
+            y = (jets.label == SIGNAL).astype(np.float32)
+        if len(np.unique(y)) < len(cfg.classes):
+            raise ConfigError(f"training needs jets of every class {list(cfg.classes)} "
+                              f"(labels present: {sorted(set(jets.label.tolist()))})")
         xs = _arrays(jets, cfg)
         mean, std = _standardisation(xs[0], xs[1] if cfg.model == "pfn" else None)
         # the network trains on standardised features; padding rows are masked after phi
