@@ -96,6 +96,11 @@ def test_empty_joint_bins_are_merged_not_lost() -> None:
     np.testing.assert_array_equal(t.values("control", "QCD", "a_up"), [0.0, 3.0])
     assert [g.tolist() for g in C.control_groups(np.array([2.0, 0, 0, 1]))] == [[0], [1, 2, 3]]
     assert [g.tolist() for g in C.control_groups(np.array([2.0, 1, 0, 0]))] == [[0], [1, 2, 3]]
+    observed = C.book_control(nominal, {}, 2.0, C.ControlRegionConfig(
+        variables=("score",), bins={"score": [0, 0.25, 0.5, 0.75, 1]}, events=30.0), "QCD",
+        data={"score": np.array([0.05, 0.3, 0.8, 0.9])})
+    np.testing.assert_array_equal(observed.values("control", "QCD"), [20.0, 10.0])
+    np.testing.assert_array_equal(observed.values("control", "data"), [1.0, 3.0])
 
 
 def test_workspace_shares_the_qcd_normfactor_and_pyhf_fits_it(toy: Toy) -> None:

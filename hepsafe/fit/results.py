@@ -110,8 +110,11 @@ def fit_report(
     ``systematics``: the nuisance parameters whose effect is studied (default: every
     normsys/histosys parameter). The report holds mu-hat +- sigma with all of them free,
     with none, with each one alone and with all but each one (the others fixed at
-    nominal); pulls; post-fit impacts of every constrained one-component parameter; the
-    CLs upper limit (``limit``) and the discovery significance. ``asimov``: fit the Asimov
+    nominal); pulls; post-fit impacts of every constrained one-component parameter; per
+    adversarial parameter theta-hat with its profiled upper edge (``upper_68``,
+    :func:`theta_upper`) and its worst-case band; the free normfactors (``normfactors``:
+    the control samples' ``norm_<sample>``); the CLs upper limit (``limit``) and the
+    discovery significance. ``asimov``: fit the Asimov
     data set at POI = 1 instead of the observations.
     """
     model, data = model_and_data(workspace, asimov=asimov)

@@ -100,7 +100,8 @@ class ControlRegionConfig:
             raise _error("events", "give 'events' or 'lumi', not both")
         for key in ("events", "lumi"):
             x = getattr(self, key)
-            if x is not None and not (isinstance(x, int | float) and np.isfinite(x) and x > 0):
+            ok = isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+            if x is not None and not (ok and x > 0):
                 raise _error(key, f"expected a positive number, got {x!r}")
         lo, hi = (float(x) for x in self.norm_bounds)
         if not 0 <= lo < 1 < hi:
@@ -195,6 +196,8 @@ def book_control(
     config: ControlRegionConfig,
     sample: str,
     varied_weights: Mapping[str, np.ndarray] | None = None,
+    data: Mapping[str, np.ndarray] | None = None,
+    data_sample: str = "data",
 ) -> Templates:
     """The control-region channel of sample ``sample``: one region ``config.region``, whose
     bins are the joint bins of ``config.variables`` flattened (empty nominal bins merged).
@@ -205,6 +208,8 @@ def book_control(
     weights (``varied_weights[label]`` those of a variation, default ``weights`` when the
     lengths agree); all are scaled by one factor, ``events / sum(weights)``, ``lumi``, or 1.
     Values are yields in events, variances the sums of squared scaled weights.
+    ``data[variable]``: observed control-region jets, booked unscaled (one event each) as
+    sample ``data_sample`` in the same merged bins (the fit's ``data_sample``).
     """
     check_name(sample, "sample")
     idx = joint_bin(nominal, config)
@@ -231,10 +236,19 @@ def book_control(
     groups = control_groups(cells[NOMINAL][0])
     edges = np.arange(len(groups) + 1, dtype=np.float64)
     arrays = {}
+
+    def merged(x: np.ndarray, factor: float) -> np.ndarray:
+        return np.array([x[g].sum() for g in groups]) * factor
+
     for label, (val, var) in cells.items():
-        merged_val = np.array([val[g].sum() for g in groups]) * scale
-        merged_var = np.array([var[g].sum() for g in groups]) * scale * scale
-        arrays[(config.region, sample, label)] = (edges, merged_val, merged_var)
+        arrays[(config.region, sample, label)] = (edges, merged(val, scale),
+                                                  merged(var, scale * scale))
+    if data is not None:
+        check_name(data_sample, "sample")
+        d_idx = joint_bin(data, config)
+        d_val, d_var = _counts(d_idx, np.ones(len(d_idx)), n_joint)
+        arrays[(config.region, data_sample, NOMINAL)] = (edges, merged(d_val, 1.0),
+                                                         merged(d_var, 1.0))
     label_text = " x ".join(config.variables) + " (joint bin)"
     return from_arrays(arrays, {config.region: (OBSERVABLE, label_text)})
 
