@@ -20,7 +20,7 @@ JET = list(F.JET_FEATURES)
 
 @pytest.fixture(scope="module")
 def padded(small: JetBatch) -> dict[str, np.ndarray]:
-    return F.padded_constituents(small, 128)
+    return F.padded_constituents(small, 128, extra=("pid",))
 
 
 def _torch(p: dict[str, np.ndarray], grad: bool = False) -> dict[str, torch.Tensor]:
@@ -32,8 +32,10 @@ def _torch(p: dict[str, np.ndarray], grad: bool = False) -> dict[str, torch.Tens
 
 
 def _cf(xp, p, names=CONST):
+    if p.get("pid") is None:  # jets without particle types: the pid flags cannot be computed
+        names = [n for n in names if n not in F.FEATURE_FIELDS]
     return F.constituent_features(xp, names, p["pt"], p["eta"], p["phi"], p["energy"],
-                                  p["charge"], p["mask"])
+                                  p["charge"], p["mask"], fields={"pid": p.get("pid")})
 
 
 def _jf(xp, p, names=JET):

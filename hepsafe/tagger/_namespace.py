@@ -42,6 +42,9 @@ class Namespace:
     dtype: Callable[[Any], Any]
     is_bool: Callable[[Any], bool]
     zeros: Callable[[tuple[int, ...], Any], Any]
+    abs: Callable[..., Any]
+    like: Callable[[Any, Any], Any]
+    take_rows: Callable[[Any, Any], Any]
 
     def astype(self, x: Any, dtype: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -60,6 +63,7 @@ _FUNCTIONS = {
     "arctan2": "atan2",
     "floor": "floor",
     "matmul": "matmul",
+    "abs": "abs",
 }
 
 
@@ -99,6 +103,15 @@ class _NumpyNamespace(Namespace):
 
     def zeros(self, shape: tuple[int, ...], like: Any) -> np.ndarray:
         return np.zeros(shape, dtype=np.asarray(like).dtype)
+
+    def like(self, values: Any, x: Any) -> np.ndarray:
+        """``values`` as an array of ``x``'s dtype."""
+        return np.asarray(values, dtype=np.asarray(x).dtype)
+
+    def take_rows(self, x: Any, index: Any) -> np.ndarray:
+        """``x[j, index[j, k], ...]`` for ``x`` ``(n, m, ...)`` and int ``index`` ``(n, m)``."""
+        idx = np.asarray(index).reshape(index.shape + (1,) * (np.ndim(x) - 2))
+        return np.take_along_axis(np.asarray(x), idx, axis=1)
 
 
 class _TorchNamespace(Namespace):
@@ -140,6 +153,14 @@ class _TorchNamespace(Namespace):
 
     def zeros(self, shape: tuple[int, ...], like: Any) -> Any:
         return self._t.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def like(self, values: Any, x: Any) -> Any:
+        return self._t.as_tensor(np.asarray(values), dtype=x.dtype, device=x.device)
+
+    def take_rows(self, x: Any, index: Any) -> Any:
+        idx = self._t.as_tensor(np.asarray(index), device=x.device)
+        idx = idx.reshape(tuple(idx.shape) + (1,) * (x.dim() - 2)).expand(x.shape)
+        return self._t.gather(x, 1, idx)
 
 
 _NUMPY = _NumpyNamespace()

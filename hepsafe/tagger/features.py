@@ -23,6 +23,7 @@ torch path uses ``e3 = trace((Z R)^3) / 6`` and agrees to float64 rounding.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,22 @@ class _Jet:
     energy: Any
     charge: Any
     mask: Any
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def field(self, name: str) -> Any:
+        """A padded constituent field beyond the kinematics (``pid``, ``d0`` ...), masked."""
+        if name not in self.extra or self.extra[name] is None:
+            raise InputError(f"constituent feature needs the padded field '{name}', which the "
+                             f"padded constituents lack (have {sorted(self.extra)})")
+        return self._masked(self.xp.astype(self.extra[name], self.dtype))
+
+    def pid_in(self, codes: Sequence[int]) -> Any:
+        """1.0 where |pid| is one of ``codes``, else 0 (padding 0)."""
+        apid = self.xp.abs(self.field("pid"))
+        hit = apid == float(codes[0])
+        for c in codes[1:]:
+            hit = hit | (apid == float(c))
+        return self._masked(self.xp.astype(self.xp.where(hit, 1.0, 0.0), self.dtype))
 
     @cached_property
     def f64(self) -> dict[str, Any]:
@@ -235,7 +252,27 @@ _CONSTITUENT: list[Feature] = [
     Feature("dr", "sqrt(deta^2 + dphi^2) to the jet axis",
             lambda j: j._masked(_safe_sqrt(j.xp, j.deta * j.deta + j.dphi * j.dphi))),
     Feature("charge", "electric charge [e]", lambda j: j._masked(j.charge)),
+    Feature("px", "constituent px = pT cos(phi) [GeV]",
+            lambda j: j._masked(j.pt * j.xp.cos(j.phi))),
+    Feature("py", "constituent py = pT sin(phi) [GeV]",
+            lambda j: j._masked(j.pt * j.xp.sin(j.phi))),
+    Feature("pz", "constituent pz = pT sinh(eta) [GeV]",
+            lambda j: j._masked(j.pt * j.xp.sinh(j.eta))),
+    Feature("eta", "constituent pseudorapidity", lambda j: j._masked(j.eta)),
+    Feature("abs_eta", "|eta| of the constituent", lambda j: j._masked(j.xp.abs(j.eta))),
+    Feature("phi", "constituent phi [rad]", lambda j: j._masked(j.phi)),
+    Feature("is_charged_hadron", "1 for |pid| 211, 321, 2212 (field pid)",
+            lambda j: j.pid_in((211, 321, 2212))),
+    Feature("is_neutral_hadron", "1 for |pid| 130, 310, 2112, 1 (field pid)",
+            lambda j: j.pid_in((130, 310, 2112, 1))),
+    Feature("is_photon", "1 for pid 22 or 2 (field pid)", lambda j: j.pid_in((22, 2))),
+    Feature("is_electron", "1 for |pid| 11 (field pid)", lambda j: j.pid_in((11,))),
+    Feature("is_muon", "1 for |pid| 13 (field pid)", lambda j: j.pid_in((13,))),
 ]
+
+#: constituent features that read a padded field beyond the kinematics, and that field
+FEATURE_FIELDS: Mapping[str, str] = {n: "pid" for n in (
+    "is_charged_hadron", "is_neutral_hadron", "is_photon", "is_electron", "is_muon")}
 
 _JET: list[Feature] = [
     Feature("pt", "jet pT from the constituents [GeV]", lambda j: j.four_vector["pt"]),
@@ -257,32 +294,35 @@ CONSTITUENT_FEATURES: Mapping[str, Feature] = {f.name: f for f in _CONSTITUENT}
 JET_FEATURES: Mapping[str, Feature] = {f.name: f for f in _JET}
 
 
-def _check_names(names: Sequence[str], known: Mapping[str, Feature], kind: str) -> list[str]:
+def _check_names(names: Sequence[str], known: Mapping[str, Feature], kind: str,
+                 fields: bool = False) -> list[str]:
     if isinstance(names, str):
         names = [names]
     names = list(names)
     if not names:
         raise InputError(f"{kind} feature list is empty")
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and not (fields and n.startswith("field:"))]
     if unknown:
-        raise InputError(f"unknown {kind} feature(s) {unknown}; known: {list(known)}")
+        raise InputError(f"unknown {kind} feature(s) {unknown}; known: {list(known)}"
+                         + (" or field:NAME (a padded constituent field)" if fields else ""))
     return names
 
 
 def _make_jet(xp: Any, pt: Any, eta: Any, phi: Any, energy: Any, charge: Any,
-              mask: Any) -> _Jet:
+              mask: Any, extra: Mapping[str, Any] | None = None) -> _Jet:
     ns = _resolve(xp, [pt, eta, phi, energy, mask])
     shape = ns.shape(pt)
     if len(shape) != 2:
         raise InputError(f"padded 'pt' must have shape (n_jets, n_max), got {shape}")
+    extra = dict(extra or {})
     for name, a in (("eta", eta), ("phi", phi), ("energy", energy), ("mask", mask),
-                    ("charge", charge)):
+                    ("charge", charge), *extra.items()):
         if a is not None and ns.shape(a) != shape:
             raise InputError(f"padded '{name}' has shape {ns.shape(a)}, expected {shape} "
                              "like 'pt'")
     if not ns.is_bool(mask):
         mask = mask != 0
-    return _Jet(ns, pt, eta, phi, energy, charge, mask)
+    return _Jet(ns, pt, eta, phi, energy, charge, mask, extra)
 
 
 def constituent_features(
@@ -294,20 +334,70 @@ def constituent_features(
     energy: Any,
     charge: Any,
     mask: Any,
+    fields: Mapping[str, Any] | None = None,
 ) -> Any:
     """Constituent features, shape ``(n_jets, n_max, len(names))``, dtype of ``pt``.
 
     ``xp``: numpy, torch, a :class:`Namespace` or None (from the arrays). Inputs are padded
     arrays ``(n_jets, n_max)`` (GeV, rad; ``charge`` may be None unless ``"charge"`` is
     requested) and a boolean ``mask``; padding gives exactly 0. Names from
-    :data:`CONSTITUENT_FEATURES`.
+    :data:`CONSTITUENT_FEATURES`, or ``field:NAME`` for the padded array ``fields[NAME]``
+    as it is (``fields``: further padded constituent fields, e.g. ``pid`` for the
+    particle-type flags, ``d0``).
     """
-    names = _check_names(names, CONSTITUENT_FEATURES, "constituent")
+    names = _check_names(names, CONSTITUENT_FEATURES, "constituent", fields=True)
     if "charge" in names and charge is None:
         raise InputError("constituent feature 'charge' needs the padded field 'charge'")
-    j = _make_jet(xp, pt, eta, phi, energy, charge, mask)
+    j = _make_jet(xp, pt, eta, phi, energy, charge, mask, fields)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        return j.xp.stack([CONSTITUENT_FEATURES[n].compute(j) for n in names], axis=-1)
+        cols = [j.field(n[6:]) if n.startswith("field:") else CONSTITUENT_FEATURES[n].compute(j)
+                for n in names]
+        return j.xp.stack(cols, axis=-1)
+
+
+def standardise(xp: Any, x: Any, centre: Sequence[float], scale: Sequence[float],
+                lo: Sequence[float], hi: Sequence[float], pad: Sequence[float] | None = None,
+                mask: Any = None) -> Any:
+    """``(x - centre) * scale`` clipped to ``[lo, hi]``, per feature (last axis).
+
+    ``x``: ``(n, m, C)`` constituent or ``(n, C)`` jet features (numpy or torch, its dtype);
+    ``centre``, ``scale``, ``lo``, ``hi``, ``pad``: one number per feature. With ``mask``
+    (bool ``(n, m)``), padding slots hold ``pad`` (default 0). Differentiable in torch
+    (gradient 0 where clipped).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[[1.0, 10.0], [0.0, 0.0]]])
+    >>> standardise(np, x, [1.0, 0.0], [2.0, 1.0], [-5.0, -1.0], [5.0, 1.0], [0.0, 9.0],
+    ...             np.array([[True, False]])).tolist()
+    [[[0.0, 1.0], [0.0, 9.0]]]
+    """
+    ns = _resolve(xp, [x])
+    y = (x - ns.like(centre, x)) * ns.like(scale, x)
+    lo_a, hi_a = ns.like(lo, x), ns.like(hi, x)
+    y = ns.where(y < lo_a, lo_a, ns.where(y > hi_a, hi_a, y))
+    if mask is not None:
+        m = mask if ns.is_bool(mask) else mask != 0
+        y = ns.where(m[..., None], y, ns.like(pad if pad is not None else [0.0] * len(centre), x))
+    return y
+
+
+def wrap_index(mask: Any) -> np.ndarray:
+    """Slot index of weaver's wrap padding, int64 ``(n, m)``: slot ``k`` of a jet with ``c``
+    real constituents (the first ``c`` slots) reads slot ``k mod c`` (0 for empty jets)."""
+    m = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask) != 0
+    count = m.sum(axis=1)
+    k = np.arange(m.shape[1])[None, :]
+    return np.where(count[:, None] > 0, k % np.maximum(count[:, None], 1), 0).astype(np.int64)
+
+
+def wrap_pad(xp: Any, x: Any, mask: Any) -> Any:
+    """``x`` ``(n, m, C)`` with its padding slots filled by repeating each jet's real
+    constituents cyclically (weaver's ``pad_mode: wrap``); ``mask`` bool ``(n, m)``, real
+    constituents first. Differentiable in torch (the copies share the gradient)."""
+    ns = _resolve(xp, [x])
+    return ns.take_rows(x, wrap_index(mask))
 
 
 def jet_features(
@@ -331,13 +421,21 @@ def jet_features(
         return j.xp.stack(cols, axis=-1)
 
 
-def padded_constituents(jets: JetBatch, n_max: int) -> dict[str, np.ndarray]:
+def padded_constituents(jets: JetBatch, n_max: int,
+                        extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Constituents of ``jets`` padded to ``n_max``, ordered by decreasing pT.
 
-    Returns float32 arrays ``pt, eta, phi, energy`` (and ``charge`` when the batch has it)
-    of shape ``(n_jets, n_max)`` and a boolean ``mask`` of the same shape. Constituents
-    masked out in the batch (field ``mask`` False) are dropped; padding slots hold 0 (the
-    order of :mod:`hepsafe.data.layout`).
+    Returns float32 arrays ``pt, eta, phi, energy`` (and ``charge`` when the batch has it,
+    and the constituent fields named in ``extra``) of shape ``(n_jets, n_max)`` and a
+    boolean ``mask`` of the same shape. Constituents masked out in the batch (field
+    ``mask`` False) are dropped; padding slots hold 0 (the order of
+    :mod:`hepsafe.data.layout`). A field of ``extra`` the batch lacks is an
+    :class:`InputError` naming it.
     """
+    missing = [f for f in extra if f not in jets.parts.fields]
+    if missing:
+        raise InputError(f"the tagger reads constituent field(s) {missing}, which the jets lack "
+                         f"(fields: {list(jets.parts.fields)})")
     fields = [f for f in PADDED_FIELDS if f in jets.parts.fields]
+    fields += [f for f in extra if f not in fields]
     return layout.padded_fields(jets, n_max, fields, sort_by="pt", dtype=np.float32)

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from hepsafe._files import sha256sum
+from hepsafe._files import error_reason, sha256sum
 from hepsafe.data.jets import JetBatch
-from hepsafe.exceptions import CardError, InputError, ModelError
+from hepsafe.exceptions import CardError, ConversionError, InputError, ModelError
 from hepsafe.models import MODELS_DIR, model_path
 from hepsafe.tagger import features as F
-from hepsafe.tagger.card import _specs, card_path, check_graph, load_card
-from hepsafe.tagger.torch import _proba_np, _score_torch, to_torch
+from hepsafe.tagger.card import InputSpec, _specs, card_path, check_graph, graph_inputs, load_card
+from hepsafe.tagger.torch import _proba_np, _score_torch, score_np, to_torch
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 _CHUNK = 4096  # jets padded and featurised at once by predict
+#: largest |torch - ONNX Runtime| score difference on the probe jets allowed to the torch twin
+#: (float32 rounding: ParT's pairwise masses from E^2 - p^2 differ by ~1e-4 between backends)
+TORCH_TOLERANCE = 1e-3
 
 
 # --------------------------------------------------------------------------- the tagger
@@ -111,10 +114,19 @@ class OnnxTagger:
             self.model = onnx.load(str(self.path))
             onnx.checker.check_model(self.model)
         except Exception as exc:
-            raise ModelError(f"{self.path}: not a valid ONNX model ({exc})") from exc
+            raise ModelError(f"{self.path}: not a valid ONNX model ({error_reason(exc)})") from exc
         check_graph(self.model, self.card, where=str(self.path))
-        self.inputs, self.output = _specs(self.card)
+        _, self.output = _specs(self.card)
+        #: the card's inputs the graph has (in card order); :attr:`ignored_inputs`: the rest
+        self.inputs, self.ignored_inputs = graph_inputs(self.model, self.card)
         self.name: str = self.card["name"]
+        if self.ignored_inputs:
+            log.info("tagger '%s': card input(s) %s are not inputs of the graph %s (the "
+                     "exporter dropped them, the network does not use them): ignored",
+                     self.name, self.ignored_inputs, self.path.name)
+        #: constituent fields beyond the kinematics that the features read (``pid``, ...)
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(
+            f for s in self.inputs for f in s.fields))
         rep = self.card.get("representation")
         self.representation_output: str | None = rep["name"] if rep else None
         #: padding length of :meth:`padded`: the largest n_max of the inputs
@@ -155,49 +167,33 @@ class OnnxTagger:
     def padded(self, jets: JetBatch) -> dict[str, np.ndarray]:
         """Padded constituents of ``jets`` for this tagger (length :attr:`n_max`, pT-ordered).
 
-        float32 ``pt, eta, phi, energy, charge`` and boolean ``mask``, each ``(n_jets, n_max)``;
-        convert to torch tensors to attack them (:meth:`score_torch`).
+        float32 ``pt, eta, phi, energy, charge`` (and the fields of :attr:`fields`) and
+        boolean ``mask``, each ``(n_jets, n_max)``; convert to torch tensors to attack them
+        (:meth:`score_torch`).
         """
-        return F.padded_constituents(jets, self.n_max)
+        return F.padded_constituents(jets, self.n_max, extra=self.fields)
 
     def inputs_from_padded(self, xp: Any, padded: Mapping[str, Any]) -> dict[str, Any]:
-        """The ONNX inputs ``{name: float32 array}`` from a padded dict, numpy or torch.
+        """The ONNX inputs ``{name: array}`` from a padded dict, numpy or torch.
 
         ``xp``: numpy, torch or None (from the arrays). Runs the same feature code in both,
-        differentiable in torch. ``padded`` needs the keys of :meth:`padded`, each
-        ``(n_jets, n >= n_max)``.
+        differentiable in torch: features, the card's standardisation and clipping,
+        padding (constant or wrap), layout (``(n, P, C)`` or ``(n, C, P)``), mask rank and
+        dtype. ``padded`` needs the keys of :meth:`padded`, each ``(n_jets, n >= n_max)``.
         """
-        need = ("pt", "eta", "phi", "energy", "mask")
+        need = ("pt", "eta", "phi", "energy", "mask", *self.fields)
         missing = [k for k in need if k not in padded]
         if missing:
-            raise InputError(f"padded constituents lack key(s) {missing} (expected {list(need)} "
-                             "and 'charge')")
+            raise InputError(f"padded constituents lack key(s) {missing} (tagger "
+                             f"'{self.name}' needs {list(need)} and 'charge')")
         ns = F.as_namespace(xp, [padded["pt"]])
         n_have = ns.shape(padded["pt"])[1] if len(ns.shape(padded["pt"])) == 2 else -1
-        f32 = ns.float32
         out: dict[str, Any] = {}
         for s in self.inputs:
             if n_have < s.n_max:
                 raise InputError(f"padded constituents have shape {ns.shape(padded['pt'])}, "
                                  f"input '{s.name}' needs (n_jets, >= {s.n_max})")
-            n = s.n_max
-            mask = padded["mask"][:, :n]
-            if not ns.is_bool(mask):
-                mask = mask != 0
-            if s.kind == "mask":
-                out[s.name] = ns.astype(mask, f32)
-                continue
-            cut: dict[str, Any] = {k: padded[k][:, :n] if padded.get(k) is not None else None
-                   for k in ("pt", "eta", "phi", "energy", "charge")}
-            if s.kind == "constituent":
-                x = F.constituent_features(ns, s.features, cut["pt"], cut["eta"], cut["phi"],
-                                           cut["energy"], cut["charge"], mask)
-            else:
-                # jet features do not depend on padding: drop columns that are padding for all
-                used = _used_columns(ns, mask)
-                pt, eta, phi, energy = (cut[k][:, :used] for k in ("pt", "eta", "phi", "energy"))
-                x = F.jet_features(ns, s.features, pt, eta, phi, energy, mask[:, :used])
-            out[s.name] = ns.astype(x, f32)
+            out[s.name] = _cast(ns, _input_array(ns, s, padded), s.dtype)
         return out
 
     # ------------------------------------------------------------------ ONNX Runtime
@@ -205,7 +201,7 @@ class OnnxTagger:
             outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph on ready inputs ``{name: float32 array}``; returns raw outputs by name."""
         names = list(outputs) if outputs else [v.name for v in self.model.graph.output]
-        feed = {s.name: np.ascontiguousarray(inputs[s.name], dtype=np.float32)
+        feed = {s.name: np.ascontiguousarray(inputs[s.name], dtype=np.dtype(s.dtype))
                 for s in self.inputs}
         res = self.session.run(names, feed)
         return dict(zip(names, res, strict=True))
@@ -213,7 +209,11 @@ class OnnxTagger:
     def _check_finite(self, inputs: Mapping[str, np.ndarray], start: int) -> None:
         """Raise InputError naming the features and jets (JetBatch indices) that are not finite."""
         for s in self.inputs:
-            x = inputs[s.name]
+            x = np.asarray(inputs[s.name])
+            if s.layout == "NCP" and x.ndim == 3:
+                x = np.swapaxes(x, 1, 2)
+            if x.dtype.kind not in "fc":
+                continue
             bad_el = ~np.isfinite(x)
             if not bad_el.any():
                 continue
@@ -265,8 +265,22 @@ class OnnxTagger:
         return probs
 
     def predict(self, jets: JetBatch) -> np.ndarray:
-        """Signal score per jet (probability of the card's signal class), ``(n_jets,)`` float32."""
-        return np.ascontiguousarray(self.predict_proba(jets)[:, self.output.signal_index])
+        """Score per jet, ``(n_jets,)`` float32 in [0, 1]: the probability of the card's signal
+        class, or ``S / (S + B)`` for a card with signal and background classes (S, B the
+        summed class probabilities)."""
+        if len(jets) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.score_from_output(self._batches(jets, [self.output.name])[self.output.name])
+
+    def score_from_output(self, y: np.ndarray) -> np.ndarray:
+        """The score ``(n_jets,)`` float32 from the raw score output ``y`` of :meth:`run`
+        (what :meth:`predict` returns); ModelError naming the jets where it is not finite."""
+        score = score_np(y, self.output)
+        bad = np.flatnonzero(~np.isfinite(score))
+        if len(bad):
+            raise ModelError(f"tagger '{self.name}' gave non-finite scores for jet(s) "
+                             f"{bad[:20].tolist()}")
+        return score
 
     def represent(self, jets: JetBatch) -> np.ndarray:
         """The card's intermediate representation, shape ``(n_jets, dim)`` float32."""
@@ -283,19 +297,44 @@ class OnnxTagger:
         """The graph as a differentiable torch module (onnx2torch), converted once and cached.
 
         Inputs as the ONNX graph (positional in graph order or by name); returns
-        ``{output name: tensor}``. Raises :class:`~hepsafe.exceptions.ConversionError`
-        naming the operator when the graph cannot be converted.
+        ``{output name: tensor}``. The conversion is checked: the module's scores on a few
+        probe jets must agree with ONNX Runtime's (:data:`TORCH_TOLERANCE`). Raises
+        :class:`~hepsafe.exceptions.ConversionError` naming the operator when the graph
+        cannot be converted, or the disagreement when it converts to something else.
         """
         if self._torch is None:
-            self._torch = to_torch(self.model, where=str(self.path))
+            module = to_torch(self.model, where=str(self.path))
+            self._check_twin(module)
+            self._torch = module
         return self._torch
 
+    def _check_twin(self, module: Any) -> None:
+        """ConversionError unless ``module`` scores the probe jets as ONNX Runtime does."""
+        import torch
+
+        padded = _probe_padded(self.n_max, self.fields)
+        inputs = self.inputs_from_padded(np, padded)
+        want = score_np(self.run(inputs, [self.output.name])[self.output.name], self.output)
+        try:
+            with torch.no_grad():
+                feed = {k: torch.as_tensor(v) for k, v in inputs.items()}
+                got = _score_torch(module(**feed)[self.output.name], self.output,
+                                   "probability").double().numpy()
+        except Exception as exc:  # onnx2torch modules raise plain errors for shapes they miss
+            raise ConversionError(f"{self.path}: the torch twin (onnx2torch) fails on probe "
+                                  f"jets: {exc}") from exc
+        diff = float(np.max(np.abs(got - want))) if len(want) else 0.0
+        if not diff <= TORCH_TOLERANCE:
+            raise ConversionError(f"{self.path}: the torch twin (onnx2torch) disagrees with ONNX "
+                                  f"Runtime by {diff:.3g} on the score of probe jets (tolerance "
+                                  f"{TORCH_TOLERANCE:g}); gradient-based attacks are unavailable")
+
     def score_torch(self, padded: Mapping[str, Any], kind: str = "probability") -> Any:
-        """Differentiable signal score ``(n_jets,)`` from padded torch tensors.
+        """Differentiable score ``(n_jets,)`` (as :meth:`predict`) from padded torch tensors.
 
         ``padded``: tensors as :meth:`padded` gives (float ``pt, eta, phi, energy, charge``,
         bool ``mask``). ``kind``: "probability" (in [0, 1]) or "logit" (signal log-odds,
-        unsaturated: better for gradients).
+        unsaturated: better for gradients; ``log(S / B)`` for a ratio of classes).
         """
         if kind not in ("probability", "logit"):
             raise InputError(f"option 'kind' must be 'probability' or 'logit', got {kind!r}")
@@ -346,3 +385,73 @@ def reference(name: str = "pfn", **options: Any) -> OnnxTagger:
         known = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
         raise ModelError(f"no reference tagger named '{name}' in {MODELS_DIR} (known: {known})")
     return OnnxTagger(path, **options)
+
+
+def _cast(ns: Any, x: Any, dtype: str) -> Any:
+    """``x`` in the graph dtype (float32, float64, int64 or bool)."""
+    if dtype == "bool":
+        return x != 0
+    if ns.name == "torch":
+        import torch
+
+        return x.to({"float32": torch.float32, "float64": torch.float64,
+                     "int64": torch.int64}[dtype])
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+def _input_array(ns: Any, s: InputSpec, padded: Mapping[str, Any]) -> Any:
+    """One ONNX input (before the dtype cast) from padded constituents: features,
+    standardisation, padding, layout."""
+    n = s.n_max
+    mask = padded["mask"][:, :n]
+    if not ns.is_bool(mask):
+        mask = mask != 0
+    if s.kind == "mask":
+        x = ns.astype(mask, ns.float32)
+        if s.rank == 3:
+            x = x[:, None, :] if s.layout == "NCP" else x[:, :, None]
+        return x
+    cut: dict[str, Any] = {k: padded[k][:, :n] if padded.get(k) is not None else None
+                           for k in ("pt", "eta", "phi", "energy", "charge")}
+    if s.kind == "constituent":
+        fields = {f: padded[f][:, :n] for f in s.fields}
+        x = F.constituent_features(ns, s.features, cut["pt"], cut["eta"], cut["phi"],
+                                   cut["energy"], cut["charge"], mask, fields=fields)
+        if s.transforms:
+            t = s.transforms
+            x = F.standardise(ns, x, [v.centre for v in t], [v.scale for v in t],
+                              [v.lo for v in t], [v.hi for v in t], [v.pad for v in t], mask)
+        if s.pad_mode == "wrap":
+            x = F.wrap_pad(ns, x, mask)
+        return ns.swap_last(x) if s.layout == "NCP" else x
+    # jet features do not depend on padding: drop columns that are padding for all
+    used = _used_columns(ns, mask)
+    pt, eta, phi, energy = (cut[k][:, :used] for k in ("pt", "eta", "phi", "energy"))
+    x = F.jet_features(ns, s.features, pt, eta, phi, energy, mask[:, :used])
+    if s.transforms:
+        t = s.transforms
+        x = F.standardise(ns, x, [v.centre for v in t], [v.scale for v in t],
+                          [v.lo for v in t], [v.hi for v in t])
+    return x
+
+
+def _probe_padded(n_max: int, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """Four deterministic probe jets, padded to ``n_max``: full, half full, 3 and 1
+    constituents, pT-ordered, particle types among charged / neutral hadrons, photons,
+    electrons and muons; the fields of ``fields`` beyond ``pid`` are small numbers."""
+    rng = np.random.default_rng(20261201)
+    counts = np.array([n_max, max(1, n_max // 2), min(3, n_max), 1])
+    mask = np.arange(n_max)[None, :] < counts[:, None]
+    pt = np.sort(rng.exponential(20.0, (4, n_max)) + 1.0, axis=1)[:, ::-1]
+    eta = rng.normal(0.0, 0.3, (4, n_max))
+    phi = rng.normal(0.0, 0.3, (4, n_max))
+    pid = rng.choice(np.array([211, -211, 130, 22, 11, -13]), (4, n_max)).astype(np.float64)
+    charge = np.where(np.isin(np.abs(pid), (211, 11, 13)), -np.sign(pid), 0.0)
+    energy = pt * np.cosh(eta) + 0.1
+    out = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge}
+    for f in fields:
+        out[f] = pid if f == "pid" else rng.normal(0.0, 0.1, (4, n_max))
+    padded: dict[str, np.ndarray] = {k: np.where(mask, v, 0.0).astype(np.float32)
+                                     for k, v in out.items()}
+    padded["mask"] = mask
+    return padded

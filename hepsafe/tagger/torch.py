@@ -4,12 +4,15 @@ outputs (probability of the signal class, logits or sigmoid)."""
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import numpy as np
 
 from hepsafe.exceptions import ConversionError, InputError
 from hepsafe.tagger.card import OutputSpec, _graph_inputs
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- torch twin
@@ -18,11 +21,21 @@ def to_torch(model: Any, where: str = "model") -> Any:
 
     The module takes the graph inputs (positional in graph order, or by name) and returns a
     dict ``{output name: tensor}``. Parameters are frozen (``requires_grad=False``): gradients
-    flow to the inputs. Raises :class:`ConversionError` naming every operator onnx2torch
-    cannot convert.
+    flow to the inputs. The graph is first normalised for onnx2torch
+    (:func:`hepsafe.tagger.graph.normalise_for_torch`: constants folded, empty optional
+    inputs dropped, traced squeezes; the extra converters of ``_converters``). Raises
+    :class:`ConversionError` naming every operator onnx2torch cannot convert.
     """
     from onnx2torch import convert
     from onnx2torch.node_converters.registry import get_converter
+
+    from hepsafe.tagger._converters import register
+    from hepsafe.tagger.graph import normalise_for_torch
+
+    register()
+    model, notes = normalise_for_torch(model)
+    if notes:
+        log.info("%s: graph normalised for onnx2torch: %s", where, "; ".join(notes))
 
     opsets = {o.domain or "": o.version for o in model.opset_import}
     unsupported: dict[str, list[str]] = {}
@@ -123,6 +136,52 @@ def _proba_np(y: np.ndarray, out: OutputSpec) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _log_proba_np(y: np.ndarray, out: OutputSpec) -> np.ndarray:
+    """Class log-probabilities float64 ``(n, n_classes)`` of a multi-class raw output."""
+    tiny = 1e-30
+    y = np.asarray(y, dtype=np.float64)
+    if out.activation == "softmax":
+        return np.log(np.clip(y, tiny, None))
+    z = y - y.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _logsumexp_np(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=1)
+    return m + np.log(np.exp(x - m[:, None]).sum(axis=1))
+
+
+def signal_logit_np(y: np.ndarray, out: OutputSpec) -> np.ndarray:
+    """The score's log-odds ``log(S / B)`` per jet, float64 ``(n_jets,)``, from a raw graph
+    output ``y`` (S, B: the summed probabilities of the signal and background classes);
+    probabilities are clipped away from 0 and 1. Mirrors ``score_torch(kind="logit")``."""
+    n = y.shape[0]
+    if out.binary:
+        v = np.asarray(y, dtype=np.float64).reshape(n)
+        if out.activation == "logit":
+            return v
+        p = np.clip(v, 1e-12, 1.0 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+    logp = _log_proba_np(y, out)
+    return (_logsumexp_np(logp[:, list(out.signal_indices)])
+            - _logsumexp_np(logp[:, list(out.background_indices)]))
+
+
+def score_np(y: np.ndarray, out: OutputSpec) -> np.ndarray:
+    """The tagger score per jet, float32 ``(n_jets,)`` in [0, 1], from a raw graph output:
+    the signal probability, or for a card with a ratio of classes ``S / (S + B)``."""
+    probs = _proba_np(y, out)
+    if not out.ratio:
+        return np.ascontiguousarray(probs[:, out.signal_index])
+    p = probs.astype(np.float64)
+    sig = p[:, list(out.signal_indices)].sum(axis=1)
+    bkg = p[:, list(out.background_indices)].sum(axis=1)
+    tot = sig + bkg
+    # S + B = 0 (both underflow): 0.5; NaN stays NaN (reported by the caller)
+    fallback = np.where(np.isnan(tot), np.nan, 0.5)
+    return np.where(tot > 0, sig / np.where(tot > 0, tot, 1.0), fallback).astype(np.float32)
+
+
 def _score_torch(y: Any, out: OutputSpec, kind: str) -> Any:
     import torch
 
@@ -134,11 +193,15 @@ def _score_torch(y: Any, out: OutputSpec, kind: str) -> Any:
             return torch.sigmoid(v) if kind == "probability" else v
         return v if kind == "probability" else torch.logit(v)
     if out.activation == "softmax":
-        if kind == "probability":
+        if kind == "probability" and not out.ratio:
             return y[:, s]
-        logp = torch.log(y)
+        logp = torch.log(torch.clamp(y, min=1e-30)) if out.ratio else torch.log(y)
     else:
         logp = torch.log_softmax(y, dim=1)
+    if out.ratio:
+        log_s = torch.logsumexp(logp[:, list(out.signal_indices)], dim=1)
+        log_b = torch.logsumexp(logp[:, list(out.background_indices)], dim=1)
+        return torch.sigmoid(log_s - log_b) if kind == "probability" else log_s - log_b
     if kind == "probability":
         return torch.exp(logp[:, s])
     others = torch.cat([logp[:, :s], logp[:, s + 1 :]], dim=1)
