@@ -185,6 +185,29 @@ def _cmd_score_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_card(args: argparse.Namespace) -> int:
+    from hepsafe._files import write_json
+    from hepsafe.tagger.weaver import card_from_weaver, parse_mapping
+
+    def names(text: str | None) -> list[str]:
+        return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise ConfigError(f"option '-o': {out} exists (use --force to replace it)")
+    card = card_from_weaver(
+        args.model, args.preprocess, signal=names(args.signal),
+        background=names(args.background), classes=names(args.classes) or None,
+        mapping=parse_mapping(args.map or []), pad_mode=args.pad_mode, name=args.name,
+        license=args.license, citation=args.citation, card_dir=out.parent)
+    write_json(out, card)
+    kept = [d["name"] for d in card["inputs"]]
+    print(f"wrote {out}: tagger '{card['name']}', inputs {kept}, score "
+          f"{card['output']['signal']} vs {card['output'].get('background', 'all others')}; "
+          f"use it with OnnxTagger({str(args.model)!r}, card={str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hepsafe`` command."""
     from hepsafe import __version__
@@ -254,6 +277,32 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--card", default=None, help="its card (default: the .json beside it)")
     sb.add_argument("--json", action="store_true", help="print the figures as JSON")
     sb.set_defaults(func=_cmd_score_bundle)
+
+    c = sub.add_parser("card", help="write a tagger's model card (schemas/tagger.schema.json)")
+    csub = c.add_subparsers(dest="card_command", required=True, metavar="SOURCE")
+    cw = csub.add_parser("from-weaver", help="a card from weaver-core's model.onnx and "
+                                             "preprocess.json")
+    cw.add_argument("model", metavar="MODEL.onnx", help="the ONNX file weaver exported")
+    cw.add_argument("preprocess", metavar="PREPROCESS.json",
+                    help="the preprocess.json weaver wrote beside it")
+    cw.add_argument("--signal", required=True, metavar="CLASSES",
+                    help="signal class(es) of the score, comma-separated (label_ optional)")
+    cw.add_argument("--background", default=None, metavar="CLASSES",
+                    help="background class(es): score = S / (S + B) (default: all others)")
+    cw.add_argument("--classes", default=None, metavar="NAMES",
+                    help="class names of the output columns, comma-separated (default: "
+                         "output_names of preprocess.json, label_ dropped)")
+    cw.add_argument("--map", action="append", metavar="VAR=FEATURE",
+                    help="map a weaver variable to a hepsafe feature, or VAR=field:NAME to a "
+                         "constituent field of the jets (repeatable)")
+    cw.add_argument("--pad-mode", choices=["wrap", "constant"], default="wrap",
+                    help="the training's pad_mode (not in preprocess.json; default wrap)")
+    cw.add_argument("--name", default=None, help="tagger name (default from the file names)")
+    cw.add_argument("--license", default="unknown", help="the model's license")
+    cw.add_argument("--citation", default=None, help="how to cite the model")
+    cw.add_argument("-o", "--output", required=True, metavar="CARD.json", help="card to write")
+    cw.add_argument("--force", action="store_true", help="replace an existing CARD.json")
+    cw.set_defaults(func=_cmd_card)
 
     r = sub.add_parser("run", help="the main job on a YAML configuration (schemas/run.schema.json)")
     r.add_argument("config", help="YAML run configuration")
