@@ -12,6 +12,7 @@ from hepsafe._lazy import lazy_exports
 if TYPE_CHECKING:
     from hepsafe.anomaly.evaluation import AnomalyMetrics, anomaly_metrics
     from hepsafe.anomaly.mahalanobis import Mahalanobis
+    from hepsafe.anomaly.outputs import class_logits, log_probabilities
     from hepsafe.anomaly.scores import (
         LOGIT_SCORES,
         binary_logits,
@@ -29,8 +30,10 @@ _EXPORTS = {
     "Mahalanobis": "mahalanobis",
     "anomaly_metrics": "evaluation",
     "binary_logits": "scores",
+    "class_logits": "outputs",
     "energy": "scores",
     "entropy": "scores",
+    "log_probabilities": "outputs",
     "log_softmax": "scores",
     "max_logit": "scores",
     "msp": "scores",
@@ -41,8 +44,10 @@ __all__ = [
     "Mahalanobis",
     "anomaly_metrics",
     "binary_logits",
+    "class_logits",
     "energy",
     "entropy",
+    "log_probabilities",
     "log_softmax",
     "max_logit",
     "msp",
