@@ -595,6 +595,11 @@ def test_learned_and_physics_take_label_aware_targets(pfn: T.OnnxTagger, wq: Jet
     assert np.array_equal(res.delta_applied, adv(wq, "down").delta_applied)
     with pytest.raises(ConfigError, match="'up'.*other direction"):
         adv(wq, "up")
+    # a run passes the signal samples' labels to every label-aware attack: checked, unused
+    labelled = make_attack("learned", pfn, signal_labels=[1])
+    assert np.array_equal(labelled(wq, "true_label").delta_applied, res.delta_applied)
+    with pytest.raises(ConfigError, match="'signal_labels'"):
+        make_attack("learned", pfn, signal_labels=[-1])
     phys = PhysicsVariation(pfn, variation="smear_energy", seed=2)
     assert np.array_equal(phys(unlabelled, "true_label").jets.flat("pt"),
                           phys(wq, "down").jets.flat("pt"))

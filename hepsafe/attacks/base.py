@@ -77,8 +77,8 @@ def signal_labels_of(tagger: OnnxTagger, signal_labels: Sequence[int] | None = N
                      ) -> tuple[int, ...]:
     """The jet labels that count as signal for a label-aware target.
 
-    ``signal_labels`` when given; else the label whose name
-    (:data:`hepsafe.data.jets.CLASS_NAMES`) is the card's signal class ("W" -> 1); else
+    ``signal_labels`` when given; else the labels whose names
+    (:data:`hepsafe.data.jets.CLASS_NAMES`) are the card's signal classes ("W" -> 1); else
     :data:`DEFAULT_SIGNAL_LABEL`. The card names its classes but declares no label numbers,
     hence the lookup by name.
     """
@@ -93,7 +93,9 @@ def signal_labels_of(tagger: OnnxTagger, signal_labels: Sequence[int] | None = N
             raise ConfigError(f"option 'signal_labels': labels must be ints >= 0, got {bad}")
         return tuple(int(v) for v in signal_labels)
     by_name = {name: label for label, name in CLASS_NAMES.items()}
-    return (by_name.get(tagger.output.signal, DEFAULT_SIGNAL_LABEL),)
+    names = getattr(tagger.output, "signal_classes", None) or (tagger.output.signal,)
+    known = tuple(sorted({by_name[n] for n in names if n in by_name}))
+    return known or (DEFAULT_SIGNAL_LABEL,)
 
 
 def resolve_directions(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hepsafe.attacks.base import Attack
+from hepsafe.attacks.base import Attack, signal_labels_of
 from hepsafe.attacks.greedy import GreedySearch
 from hepsafe.attacks.pgd import FGSM, PGD
 from hepsafe.attacks.physics import PhysicsVariation
@@ -83,10 +83,12 @@ def _load_learned(cls: Any, tagger: OnnxTagger, envelope: Envelope | None,
                   options: dict[str, Any]) -> Attack:
     """The trained adversary (``cls``: LearnedAdversary) of option ``model`` (default: the
     shipped one, for the shipped PFN only); ``envelope`` None: the one it was trained in."""
-    unknown = sorted(set(options) - {"model"})
+    unknown = sorted(set(options) - {"model", "signal_labels"})
     if unknown:
-        raise ConfigError(f"attack 'learned': unknown option(s) {unknown}; known: ['model'] "
-                          "(the network is trained)")
+        raise ConfigError(f"attack 'learned': unknown option(s) {unknown}; known: ['model', "
+                          "'signal_labels'] (the network is trained)")
+    if options.get("signal_labels") is not None:
+        signal_labels_of(tagger, options["signal_labels"])  # checked; g sees no labels
     model = options.get("model")
     if model is None:
         if Path(tagger.path).resolve() != model_path("pfn").resolve():
@@ -125,8 +127,9 @@ def make_attack(
     ``kind``: "fgsm", "pgd", "spsa", "greedy", "learned" or "physics:<variation>";
     ``options``: keyword arguments of that class (an unknown one is a :class:`ConfigError`
     naming it); for "learned", only ``model`` (module docstring; ``envelope`` None: the
-    network's own). FGSM and PGD on a graph onnx2torch cannot convert fall back to SPSA
-    with an :class:`AttackFallbackWarning`; "greedy" then raises the
+    network's own) and ``signal_labels`` (checked, unused: the network's objective is its
+    own and it sees no labels). FGSM and PGD on a graph onnx2torch cannot convert fall back
+    to SPSA with an :class:`AttackFallbackWarning`; "greedy" then raises the
     :class:`ConversionError`.
     """
     if not isinstance(kind, str):
