@@ -253,7 +253,9 @@ def gate(
     ``(n_jets,)``, of each batch (both or neither). ``select`` picks the control sample: a
     boolean mask over jets applied to both batches (same size), or a pair of masks.
     ``threshold``: the working point on the score (the calibrated gate tests the fraction
-    of control jets above it).
+    of control jets above it; the fixed gate does not use it). The calibrated gate takes the
+    perturbed batch as the nominal one changed jet by jet (``GateConfig.pairing``
+    "paired"); for two independent samples set ``pairing="independent"``.
 
     Examples
     --------
