@@ -137,7 +137,10 @@ class Objective:
     False: the objective is ``direction * z``; True ("true_label"): the binary cross-entropy
     of the jet's label, ``softplus(direction * z)`` (``-log f`` for a signal jet, ``-log(1 -
     f)`` for a background jet, ``f = sigmoid(z)``), which weighs each jet by how confidently
-    it is classified but moves it the same way (the slope's sign is ``direction``).
+    it is classified but moves it the same way (the slope's sign is ``direction``). On a
+    multi-class card ``z`` is the signal-vs-rest log-odds the card declares, so the loss is
+    that binary cross-entropy, not the cross-entropy of each jet's own class: the card names
+    its classes without jet labels, and the torch twin exposes the signal score only.
     """
 
     direction: np.ndarray
