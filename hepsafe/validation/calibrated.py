@@ -10,6 +10,12 @@ show (for KS, the CDF shift; for the binned likelihood ratio, the Asimov data se
 ``n = N_data p_perturbed``), and its significance follows from ``N_data`` and ``N_sim``.
 For *independent* samples the usual two-sample tests at the samples' own effective sizes.
 
+Evaluating each test on the expected (Asimov) data rather than at the median of its
+distribution under the shift is conservative for the analysis: a real data set fluctuates
+away from the simulation as well, so the median KS distance or likelihood ratio is somewhat
+larger than the Asimov one, and a variation the gate calls hidden (kept in the fit as an
+uncertainty) may in fact be just visible; one it calls visible is.
+
 Tests (:mod:`hepsafe.validation.significance`):
 
 - ``<variable>:ks`` for each of ``GateConfig.tested_variables`` present (default: jet pT,
