@@ -69,6 +69,10 @@ class _Jet:
                              f"padded constituents lack (have {sorted(self.extra)})")
         return self._masked(self.xp.astype(self.extra[name], self.dtype))
 
+    def in_dtype(self, x: Any) -> Any:
+        """A float64 per-constituent quantity, masked, in the input dtype."""
+        return self._masked(self.xp.astype(x, self.dtype))
+
     def pid_in(self, codes: Sequence[int]) -> Any:
         """1.0 where |pid| is one of ``codes``, else 0 (padding 0)."""
         apid = self.xp.abs(self.field("pid"))
@@ -253,11 +257,11 @@ _CONSTITUENT: list[Feature] = [
             lambda j: j._masked(_safe_sqrt(j.xp, j.deta * j.deta + j.dphi * j.dphi))),
     Feature("charge", "electric charge [e]", lambda j: j._masked(j.charge)),
     Feature("px", "constituent px = pT cos(phi) [GeV]",
-            lambda j: j._masked(j.pt * j.xp.cos(j.phi))),
+            lambda j: j.in_dtype(j.f64["pt"] * j.xp.cos(j.f64["phi"]))),
     Feature("py", "constituent py = pT sin(phi) [GeV]",
-            lambda j: j._masked(j.pt * j.xp.sin(j.phi))),
+            lambda j: j.in_dtype(j.f64["pt"] * j.xp.sin(j.f64["phi"]))),
     Feature("pz", "constituent pz = pT sinh(eta) [GeV]",
-            lambda j: j._masked(j.pt * j.xp.sinh(j.eta))),
+            lambda j: j.in_dtype(j.f64["pt"] * j.xp.sinh(j.f64["eta"]))),
     Feature("eta", "constituent pseudorapidity", lambda j: j._masked(j.eta)),
     Feature("abs_eta", "|eta| of the constituent", lambda j: j._masked(j.xp.abs(j.eta))),
     Feature("phi", "constituent phi [rad]", lambda j: j._masked(j.phi)),

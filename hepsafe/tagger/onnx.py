@@ -298,7 +298,8 @@ class OnnxTagger:
 
         Inputs as the ONNX graph (positional in graph order or by name); returns
         ``{output name: tensor}``. The conversion is checked: the module's scores on a few
-        probe jets must agree with ONNX Runtime's (:data:`TORCH_TOLERANCE`). Raises
+        probe jets must agree with ONNX Runtime's (:data:`TORCH_TOLERANCE`) and its gradients
+        with respect to the constituents' pT, eta, phi be finite. Raises
         :class:`~hepsafe.exceptions.ConversionError` naming the operator when the graph
         cannot be converted, or the disagreement when it converts to something else.
         """
@@ -328,6 +329,16 @@ class OnnxTagger:
             raise ConversionError(f"{self.path}: the torch twin (onnx2torch) disagrees with ONNX "
                                   f"Runtime by {diff:.3g} on the score of probe jets (tolerance "
                                   f"{TORCH_TOLERANCE:g}); gradient-based attacks are unavailable")
+        tensors = {k: torch.as_tensor(v) for k, v in padded.items()}
+        kinematics = [tensors[k].requires_grad_(True) for k in ("pt", "eta", "phi")]
+        logit = _score_torch(module(**self.inputs_from_padded(torch, tensors))[self.output.name],
+                             self.output, "logit")
+        grads = torch.autograd.grad(logit.sum(), kinematics, allow_unused=True)
+        if not all(g is None or bool(torch.isfinite(g).all()) for g in grads):
+            raise ConversionError(f"{self.path}: the torch twin's gradients with respect to the "
+                                  "constituents are not finite on probe jets (the network itself "
+                                  "gives NaN or inf gradients, e.g. a sqrt at 0 in pair features); "
+                                  "gradient-based attacks are unavailable")
 
     def score_torch(self, padded: Mapping[str, Any], kind: str = "probability") -> Any:
         """Differentiable score ``(n_jets,)`` (as :meth:`predict`) from padded torch tensors.
