@@ -4,6 +4,7 @@ the committed reference adversary, determinism and bad input."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,25 @@ def test_errors(tiny, exported, pfn, split, tmp_path):
     del card["envelope"]
     with pytest.raises(CardError, match="envelope"):
         OnnxAdversary(exported, card=card)
+
+
+def test_lambda_scan_keeps_the_strongest_inside_the_selection_gate(pfn, split):
+    """A scan of lambda_cls trains once per value on the same splits and keeps the run with
+    the lowest selection signal efficiency among those whose selection gate passes."""
+    jets = split[0]
+    cfg = LearnedConfig(**{**TINY, "epochs": 2, "stop_on_gate": True,
+                           "lambda_scan": (0.0, 1000.0)})
+    adv = LearnedAdversary(pfn, TINY_ENVELOPE, cfg).fit(jets)
+    scan = adv.record["lambda_scan"]
+    assert [r["lambda_cls"] for r in scan] == [0.0, 1000.0]
+    ok = [r for r in scan if r["selection_gate_passed"]]
+    best = min(ok, key=lambda r: r["selection_signal_efficiency"])
+    assert adv.config.lambda_cls == best["lambda_cls"] == adv.record["lambda_cls"]
+    assert adv.record["selection_signal_efficiency"]["attacked"] == \
+        best["selection_signal_efficiency"]
+    # the kept network is that run's: the same as training it alone
+    alone = LearnedAdversary(pfn, TINY_ENVELOPE, replace(cfg, lambda_cls=best["lambda_cls"],
+                                                         lambda_scan=())).fit(jets)
+    assert np.array_equal(adv.delta(split[1]), alone.delta(split[1]))
+    with pytest.raises(ConfigError, match="'lambda_scan'"):
+        LearnedConfig(lambda_scan=(-1.0,))

@@ -51,7 +51,9 @@ class LearnedConfig:
     the selection gate (it picks the stopping epoch), ``report_fraction`` kept apart for the
     reported gate (disjoint from it), ``max_train_jets`` (thin evenly to at most this many,
     None: all), ``signal_labels``/``background_labels`` (jet labels), ``stop_on_gate``
-    (False: train all epochs, still recording the gate).
+    (False: train all epochs, still recording the gate), ``lambda_scan`` (values of
+    ``lambda_cls``: one training each, each stopped at the gate boundary, the strongest on
+    the selection hold-out kept; empty: ``lambda_cls`` alone).
     """
 
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -74,8 +76,15 @@ class LearnedConfig:
     signal_labels: tuple[int, ...] = (1,)
     background_labels: tuple[int, ...] = (0,)
     stop_on_gate: bool = True
+    lambda_scan: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lambda_scan", tuple(self.lambda_scan))
+        bad_scan = [v for v in self.lambda_scan if isinstance(v, bool)
+                    or not isinstance(v, int | float) or not math.isfinite(v) or v < 0]
+        if bad_scan:
+            raise ConfigError(f"option 'lambda_scan': values must be finite numbers >= 0, got "
+                              f"{bad_scan}")
         for name in ("features", "phi_sizes", "head_sizes", "signal_labels",
                      "background_labels"):
             v = getattr(self, name)

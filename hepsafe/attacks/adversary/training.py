@@ -342,6 +342,8 @@ class LearnedAdversary(AdversaryNetwork):
         cfg = self.config
         direction = -1.0 if self._direction_of(target) < 0 else 1.0
         train, selection, rep = self._splits(train_jets, holdout, report)
+        if cfg.lambda_scan:
+            return self._scan(train, selection, rep, target, log)
         sig_tr = np.isin(train.label, cfg.signal_labels)
         needs = (("training", train, "signal"), ("training", train, "background"),
                  ("selection", selection, "background"), ("report", rep, "background"))
@@ -435,6 +437,38 @@ class LearnedAdversary(AdversaryNetwork):
                                "failed": kept_report.failed, "ks": self._ks(kept_report)},
             "seconds": round(time.perf_counter() - t0, 1),
         }
+        return self
+
+    def _scan(self, train: JetBatch, selection: JetBatch, rep: JetBatch, target: str,
+              log: Callable[[str], None]) -> LearnedAdversary:
+        """One training per ``lambda_scan`` value on the same splits; keeps the one whose
+        kept state passes the selection gate with the lowest selection signal efficiency
+        (the strongest inside the gate; the report hold-out chooses nothing)."""
+        runs = []
+        for lam in self.config.lambda_scan:
+            cfg = replace(self.config, lambda_cls=float(lam), lambda_scan=())
+            log(f"lambda_cls {lam:g}")
+            adv = LearnedAdversary(self.tagger, self.envelope, cfg, self.preserve,
+                                   self.batch_size, self.gate_config)
+            runs.append(adv.fit(train, target, holdout=selection, report=rep, log=log))
+
+        def strength(a: LearnedAdversary) -> float:
+            eff = a.record["selection_signal_efficiency"]["attacked"]
+            passed = a.record["selection_gate"]["passed"]
+            sign = -1.0 if a.direction is not None and a.direction < 0 else 1.0
+            return -math.inf if not passed or eff is None else sign * float(eff)
+
+        best = max(runs, key=strength)
+        self.config = replace(self.config, lambda_cls=best.config.lambda_cls)
+        self.net, self.direction, self.history = best.net, best.direction, best.history
+        self.gate_report, self.selection_report = best.gate_report, best.selection_report
+        self.splits = best.splits
+        self.record = {**best.record, "lambda_cls": best.config.lambda_cls, "lambda_scan": [
+            {"lambda_cls": a.config.lambda_cls, "epoch_kept": a.record["epoch_kept"],
+             "stopped_by": a.record["stopped_by"],
+             "selection_gate_passed": a.record["selection_gate"]["passed"],
+             "selection_signal_efficiency": a.record["selection_signal_efficiency"]["attacked"]}
+            for a in runs]}
         return self
 
     @staticmethod
