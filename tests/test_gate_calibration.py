@@ -213,6 +213,9 @@ def test_modes_and_round_trip():
     # users who set limits get them
     assert GateConfig(overrides={"jet_mass": {"ks_max": 0.1}}).mode == "fixed"
     assert GateConfig(corr_frobenius_max=0.05, mode="calibrated").mode == "calibrated"
+    # in a file, limits given are limits wanted, even at their default values
+    assert GateConfig.from_dict({"defaults": {"ks_max": 0.04}}).mode == "fixed"
+    assert GateConfig.from_dict({"confidence": 0.9}).mode == "calibrated"
     cfg = GateConfig(simulation_events="infinite", control_events=2e4, local_alpha="sidak")
     d = json.loads(json.dumps(cfg.to_dict()))
     assert d["simulation_events"] == "infinite" and GateConfig.from_dict(d) == cfg

@@ -70,6 +70,8 @@ class Limits:
 
 
 LIMIT_NAMES = tuple(f.name for f in fields(Limits))
+#: options of the fixed gate: setting one (without ``mode``) selects it
+_FIXED_KEYS = ("defaults", "overrides", "corr_frobenius_max")
 
 
 def _default_overrides() -> dict[str, dict[str, float | None]]:
@@ -86,8 +88,9 @@ class GateConfig:
     limit follows from those sizes (:mod:`hepsafe.validation.calibrated`). "fixed": the
     :class:`Limits` below, whatever the sizes. ``mode=None`` (what ``GateConfig()`` and a run
     configuration without ``mode`` give) means "fixed" when ``defaults``, ``overrides`` or
-    ``corr_frobenius_max`` differ from their defaults (a user who sets limits gets them),
-    else "calibrated"; the resolved mode is stored.
+    ``corr_frobenius_max`` differ from their defaults, or (:meth:`from_dict`, a run
+    configuration's ``gate:``) when any of them is given (a user who sets limits gets
+    them), else "calibrated"; the resolved mode is stored.
 
     Calibrated gate:
 
@@ -319,6 +322,8 @@ class GateConfig:
             if unknown:
                 raise ConfigError(f"GateConfig.defaults: unknown limit(s) {unknown}")
             kw["defaults"] = Limits(**kw["defaults"])
+        if "mode" not in kw and any(k in kw for k in _FIXED_KEYS):
+            kw["mode"] = "fixed"  # limits written in a file are the ones wanted
         return cls(**kw)
 
 
