@@ -341,3 +341,18 @@ def test_spsa_logit_is_the_class_ratio(taggers, jets):
     got = ScoreOracle(t, sub).logits(np.zeros((1, int(sub.n_parts.sum()), 3), np.float32))[0]
     s = t.predict(sub).astype(np.float64)
     np.testing.assert_allclose(got, np.log(s / (1 - s)), atol=1e-4)
+
+
+def test_learned_adversary_trains_against_the_weaver_particlenet(taggers, jets):
+    from hepsafe.attacks import LearnedAdversary, LearnedConfig
+    from hepsafe.perturbation.envelope import Envelope
+
+    t = taggers["particlenet"]
+    cfg = LearnedConfig(epochs=1, threads=1, phi_sizes=(8,), head_sizes=(8,), lr=1e-2,
+                        batch_size=32, stop_on_gate=False)
+    train = jets[::2]
+    adv = LearnedAdversary(t, Envelope.uniform(0.05), cfg).fit(train)
+    sig = train[train.label == 1]
+    moved = adv(sig, "down").jets
+    assert np.isfinite(t.predict(moved)).all()
+    assert not np.array_equal(moved.flat("pt"), sig.flat("pt"))
