@@ -116,11 +116,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     models = list(train.MODELS) if args.model == "all" else [args.model]
     changes = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs),
-                                 ("threads", args.threads)) if v is not None}
+                                 ("threads", args.threads), ("adversarial", args.adversarial),
+                                 ("adv_epsilon", args.adv_epsilon),
+                                 ("adv_fraction", args.adv_fraction),
+                                 ("adv_steps", args.adv_steps)) if v is not None}
     # the command as parsed (not sys.argv), so the card records what ran
     command = " ".join(
         ["hepsafe train -o", str(args.output_dir), "--model", args.model]
-        + [f"--{k} {v}" for k, v in changes.items()] + (["--tiny"] if args.tiny else [])
+        + [f"--{k.replace('_', '-')} {v}" for k, v in changes.items()]
+        + (["--tiny"] if args.tiny else [])
     )
     results = train.train_reference(
         args.output_dir, models=models, tiny=args.tiny, command=command,
@@ -247,13 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the reference taggers (W vs QCD) and export ONNX")
     t.add_argument("-o", "--output-dir", required=True,
                    help="directory for <model>.onnx and its card <model>.json")
-    t.add_argument("--model", choices=["pfn", "hl", "all"], default="all",
-                   help="which tagger (default all)")
+    t.add_argument("--model", choices=["pfn", "hl", "pfn3", "pfn3_md", "all"], default="all",
+                   help="which tagger (default all: pfn and hl); pfn3 / pfn3_md: the QCD / W "
+                        "/ top classifier for the anomaly scores, without / with mass "
+                        "decorrelation")
     t.add_argument("--seed", type=int, default=None, help="random seed (default 1)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default per model)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     t.add_argument("--tiny", action="store_true",
                    help="tiny networks on a few hundred jets (seconds; for tests)")
+    t.add_argument("--adversarial", default=None, metavar="ATTACK",
+                   help="adversarial training: pgd, fgsm or learned (attacked copies mixed "
+                        "into each batch; writes <model>_adv_<attack>.onnx)")
+    t.add_argument("--adv-epsilon", type=float, default=None,
+                   help="envelope bound of the in-training attack: relative pT, absolute "
+                        "eta and phi [rad] (default 0.02)")
+    t.add_argument("--adv-fraction", type=float, default=None,
+                   help="fraction of each batch replaced by attacked jets, in (0, 1] "
+                        "(default 0.5)")
+    t.add_argument("--adv-steps", type=int, default=None,
+                   help="gradient steps of the in-training attack (default: 5 for pgd, 1 "
+                        "for fgsm)")
     t.add_argument("-v", "--verbose", action="store_true", help="print progress per epoch")
     t.set_defaults(func=_cmd_train)
 

@@ -78,6 +78,12 @@ class TrainConfig:
     classes: tuple[int, ...] = (BACKGROUND, SIGNAL)
     #: resample every class to the common jet-mass distribution (:func:`mass_decorrelated`)
     mass_decorrelation: bool = False
+    #: adversarial training (:mod:`hepsafe.tagger.adversarial`): None, "pgd", "fgsm" or
+    #: "learned"; the envelope bound, the attacked fraction of each batch, gradient steps
+    adversarial: str | None = None
+    adv_epsilon: float = 0.02
+    adv_fraction: float = 0.5
+    adv_steps: int | None = None
 
     @property
     def multiclass(self) -> bool:
@@ -101,6 +107,12 @@ class TrainConfig:
                               f"(QCD) and {SIGNAL} (W), got {self.classes!r}")
         if self.multiclass and self.model != "pfn":
             raise ConfigError("option 'classes': more than two classes need the pfn model")
+        from hepsafe.tagger.adversarial import check_options
+
+        check_options(self.adversarial, self.adv_epsilon, self.adv_fraction, self.adv_steps)
+        if self.adversarial is not None and self.model != "pfn":
+            raise ConfigError("option 'adversarial' needs the pfn model (it attacks "
+                              "constituents)")
         known = F.CONSTITUENT_FEATURES if self.model == "pfn" else F.JET_FEATURES
         bad = [f for f in self.features if f not in known]
         if bad or not self.features:
@@ -234,10 +246,11 @@ def _build(cfg: TrainConfig, n_features: int) -> Any:
 
 
 def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
-         log: Callable[[str], None]) -> list[float]:
+         log: Callable[[str], None], attack: Any = None) -> list[float]:
     """Adam, linear warm-up then cosine decay, on binary cross-entropy (softmax
     cross-entropy for more than two classes; ``y`` then holds class indices); loss per
-    epoch."""
+    epoch. ``attack``: an :class:`~hepsafe.tagger.adversarial.InTrainingAttack` that
+    replaces a fraction of each batch's jets by attacked copies (adversarial training)."""
     import torch
 
     tx = [torch.from_numpy(np.ascontiguousarray(a)) for a in xs]
@@ -253,13 +266,18 @@ def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
     lossf = torch.nn.CrossEntropyLoss() if cfg.multiclass else torch.nn.BCEWithLogitsLoss()
     history = []
     net.train()
+    batch_no = 0
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            logit = net(*(a[idx] for a in tx))[0]
+            inputs = [a[idx] for a in tx]
+            if attack is not None:
+                inputs[0] = attack.mix(net, idx, inputs[0], ty[idx], batch_no)
+            batch_no += 1
+            logit = net(*inputs)[0]
             loss = lossf(logit, ty[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -437,12 +455,22 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
             "config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in asdict(cfg).items()},
             "loss": ("softmax" if cfg.multiclass else "binary")
-                    + " cross-entropy, Adam, warm-up + cosine learning rate",
+                    + " cross-entropy, Adam, warm-up + cosine learning rate"
+                    + ("" if cfg.adversarial is None else
+                       f"; adversarial training ({cfg.adversarial}, epsilon {cfg.adv_epsilon},"
+                       f" fraction {cfg.adv_fraction} of each batch attacked)"),
             "versions": package_versions(("hepsafe", "torch", "onnx", "onnxruntime", "numpy")),
             "platform": f"{platform.system()} {platform.machine()}",
         },
         "license": "CC-BY-4.0",
     }
+    if cfg.adversarial is not None:
+        from hepsafe.tagger.adversarial import AdversarialSettings
+
+        card["training"]["adversarial"] = AdversarialSettings.of(
+            cfg.adversarial, cfg.adv_epsilon, cfg.adv_fraction, cfg.adv_steps).record()
+        card["description"] += (f"; adversarially trained ({cfg.adversarial}, epsilon "
+                                f"{cfg.adv_epsilon})")
     if cfg.model == "pfn":
         card["representation"] = {"name": "latent", "dim": cfg.phi_sizes[-1],
                                   "description": "masked sum of the per-particle MLP outputs"}
@@ -506,8 +534,9 @@ def train(
         xs_std = [((xs[0] - mean) / std).astype(np.float32), *xs[1:]]
         net = _build(cfg, xs[0].shape[-1])
         log(f"training {cfg.model}: {len(jets)} jets, {cfg.epochs} epochs, "
-            f"{sum(p.numel() for p in net.parameters())} parameters")
-        _fit(net, xs_std, y, cfg, log)
+            f"{sum(p.numel() for p in net.parameters())} parameters"
+            + ("" if cfg.adversarial is None else f", adversarial {cfg.adversarial}"))
+        _fit(net, xs_std, y, cfg, log, _attack(jets, cfg, mean, std))
         model = _to_onnx(net, cfg, mean, std)
         # the exported graph takes raw features (standardisation folded in)
         diff = _check_export(model, _Raw(net, mean, std, cfg.model), xs)
@@ -529,6 +558,21 @@ def train(
     seconds = time.perf_counter() - t0
     log(f"{cfg.model}: test AUC {auc:.4f}, rejection at eps_S=0.5 {rej:.1f} ({seconds:.0f} s)")
     return TrainResult(out, card, auc, rej, seconds)
+
+
+def _attack(jets: JetBatch, cfg: TrainConfig, mean: np.ndarray, std: np.ndarray) -> Any:
+    """The in-training attack of an adversarial training (None without one)."""
+    if cfg.adversarial is None:
+        return None
+    from hepsafe.tagger import adversarial as adv
+
+    settings = adv.AdversarialSettings.of(cfg.adversarial, cfg.adv_epsilon, cfg.adv_fraction,
+                                          cfg.adv_steps)
+    padded = F.padded_constituents(jets, cfg.n_max)
+    learned = (adv.learned_deltas(padded, cfg.adv_epsilon) if cfg.adversarial == "learned"
+               else None)
+    return adv.InTrainingAttack(padded, cfg.features, mean, std, settings, cfg.multiclass,
+                                cfg.seed, learned)
 
 
 class _Raw:
@@ -555,7 +599,9 @@ def train_reference(
     log: Callable[[str], None] = lambda s: None,
     **changes: Any,
 ) -> dict[str, TrainResult]:
-    """Train the reference taggers into ``output_dir`` (``<model>.onnx`` + ``.json``)."""
+    """Train the reference taggers into ``output_dir`` (``<model>.onnx`` + ``.json``; an
+    adversarial training, ``adversarial="pgd"`` in ``changes``, writes
+    ``<model>_adv_<attack>.onnx``)."""
     out = Path(output_dir)
     full = datasets.load_sample()
     is_test = datasets.is_test(full.event)
@@ -563,5 +609,7 @@ def train_reference(
     res = {}
     for m in models:
         cfg = default_config(m, tiny=tiny, **changes)
-        res[m] = train(cfg, out / f"{m}.onnx", train_jets, test_jets, command=command, log=log)
+        name = m if cfg.adversarial is None else f"{m}_adv_{cfg.adversarial}"
+        res[m] = train(cfg, out / f"{name}.onnx", train_jets, test_jets, command=command,
+                       log=log)
     return res
