@@ -356,3 +356,27 @@ def test_learned_adversary_trains_against_the_weaver_particlenet(taggers, jets):
     moved = adv(sig, "down").jets
     assert np.isfinite(t.predict(moved)).all()
     assert not np.array_equal(moved.flat("pt"), sig.flat("pt"))
+
+
+def test_jet_level_inputs_and_mapped_names(tmp_path):
+    model, prep_path = _files("particlenet")
+    prep = json.loads(prep_path.read_text())
+    prep["input_names"].append("jet_features")
+    prep["jet_features"] = {"var_names": ["jet_pt", "jet_sdmass_x"], "var_length": None,
+                            "var_infos": {"jet_pt": {"median": 500.0, "norm_factor": 0.01,
+                                                     "lower_bound": -5, "upper_bound": 5,
+                                                     "pad": 0}}}
+    bad = tmp_path / "preprocess.json"
+    bad.write_text(json.dumps(prep))
+    with pytest.raises(CardError, match="variable 'jet_sdmass_x' of input 'jet_features'"):
+        card_from_weaver(model, bad, signal=["Wqq"])
+    with pytest.raises(CardError, match=r"option 'map': jet_sdmass_x=sdmass: 'sdmass' is not a "
+                                        r"hepsafe jet feature"):
+        card_from_weaver(model, bad, signal=["Wqq"], mapping={"jet_sdmass_x": "sdmass"})
+    card = card_from_weaver(model, bad, signal=["Wqq"], mapping={"jet_sdmass_x": "mass"})
+    jet = next(d for d in card["inputs"] if d["name"] == "jet_features")
+    assert jet["kind"] == "jet" and jet["n_max"] == P
+    assert jet["features"] == [
+        {"name": "jet_pt", "feature": "pt", "centre": 500.0, "scale": 0.01, "min": -5.0,
+         "max": 5.0},
+        {"name": "jet_sdmass_x", "feature": "mass"}]

@@ -1,10 +1,13 @@
 """``OnnxTagger``: an ONNX jet tagger, its model card, providers, batching and torch twin.
 
-A tagger is an ``.onnx`` file with a JSON model card beside it (same stem, ``.json``,
-``schemas/tagger.schema.json``). The card says, for every ONNX input, which features it
-holds (names from :mod:`hepsafe.tagger.features`), the padding length and ordering, and for the
-output which class is the signal and which activation was applied. The graph is checked
-against the card when the tagger is opened.
+A tagger is an ``.onnx`` file with a JSON model card (``schemas/tagger.schema.json``; by
+default beside it, same stem, ``.json``; any path with ``card=``; weaver-core exports get
+theirs from :func:`hepsafe.tagger.weaver.card_from_weaver`). The card says, for every ONNX
+input, which features it holds (names from :mod:`hepsafe.tagger.features`, or constituent
+fields of the jets), their standardisation, the padding length and mode, the layout
+(``(n, P, C)`` or ``(n, C, P)``) and dtype, and for the output the activation, the classes and
+which of them make the score (docs/TAGGERS.md). The graph is checked against the card when
+the tagger is opened; card inputs the graph lacks (dropped by the exporter) are ignored.
 
 Data flow of :meth:`OnnxTagger.predict`, batch by batch: jagged constituents ->
 :meth:`OnnxTagger.padded` (numpy, pT-ordered, masked) -> :meth:`OnnxTagger.inputs_from_padded`

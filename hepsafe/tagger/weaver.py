@@ -223,7 +223,7 @@ def card_from_weaver(
         if length is None:  # a jet-level input (N, C)
             feats = [{"name": var, **_mapped(var, mapping, True, where, group),
                       **_standardisation(infos.get(var, {}))} for var in var_names]
-            inputs.append({"name": group, "kind": "jet", "features": feats, "n_max": 128,
+            inputs.append({"name": group, "kind": "jet", "features": feats, "n_max": 0,
                            "dtype": dtype})
             continue
         entry: dict[str, Any] = {"name": group, "n_max": int(length), "layout": "NCP",
@@ -241,6 +241,11 @@ def card_from_weaver(
             entry["description"] = (f"not an input of {model_path.name} (the exporter dropped "
                                     "it: the network does not use it); ignored")
         inputs.append(entry)
+    # jet-level inputs: computed from as many constituents as the longest particle input
+    longest = max((d["n_max"] for d in inputs if d["kind"] != "jet"), default=128)
+    for d in inputs:
+        if d["kind"] == "jet":
+            d["n_max"] = longest
     masks = {d["n_max"]: d["name"] for d in inputs if d["kind"] == "mask"}
     for d in inputs:
         if d["kind"] == "constituent" and d["n_max"] in masks:
