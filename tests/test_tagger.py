@@ -313,3 +313,29 @@ def test_scores_do_not_depend_on_chunking(sample, name):
     single = np.concatenate([tagger.predict(jets[i : i + 1]) for i in range(20)])
     assert np.array_equal(whole, chunked)
     assert np.array_equal(whole[:20], single)
+
+
+def test_v2_card_float64_input_and_jet_standardisation(tmp_path, small):
+    from hepsafe.tagger import features as F
+
+    feats = [{"feature": "pt", "centre": 550.0, "scale": 0.01, "min": -1.0, "max": 1.0},
+             {"feature": "eta"}, {"feature": "mass", "centre": 80.0, "scale": 0.02},
+             {"feature": "d2", "scale": 0.5}]
+    card = _toy_card(format="hepsafe-tagger/2")
+    card["inputs"][0].update(features=feats, dtype="float64")
+    t = OnnxTagger(_write(tmp_path, card, elem=TensorProto.DOUBLE), providers="cpu")
+    jets = small[:40]
+    x = t.inputs_from_padded(np, t.padded(jets))["jet"]
+    assert x.dtype == np.float64 and x.shape == (40, 4)
+    p = F.padded_constituents(jets, 32)
+    raw = F.jet_features(np, ["pt", "eta", "mass", "d2"], p["pt"], p["eta"], p["phi"],
+                         p["energy"], p["mask"]).astype(np.float64)
+    want = np.stack([np.clip((raw[:, 0] - 550.0) * 0.01, -1, 1), raw[:, 1],
+                     (raw[:, 2] - 80.0) * 0.02, raw[:, 3] * 0.5], axis=1)
+    np.testing.assert_allclose(x, want, rtol=1e-6, atol=1e-6)
+    assert (np.abs(x[:, 0]) == 1.0).any()  # the clip acts
+    np.testing.assert_allclose(t.predict(jets), 1 / (1 + np.exp(-want.sum(axis=1))),
+                               rtol=1e-5)
+    card["inputs"][0]["dtype"] = "float32"
+    with pytest.raises(ModelError, match=r"input 'jet'.*float64, expected float32"):
+        OnnxTagger(_write(tmp_path, card, elem=TensorProto.DOUBLE), providers="cpu")

@@ -316,14 +316,21 @@ def _graph_inputs(model: Any) -> list[Any]:
     return [v for v in model.graph.input if v.name not in inits]
 
 
-def _check_value(v: Any, expected: tuple[int | None, ...], what: str,
-                 allowed_ranks: Sequence[int] | None = None, dtype: str = "float32") -> None:
+def _elem(v: Any) -> int:
+    return int(v.type.tensor_type.elem_type)
+
+
+def _elem_of(dtype: str) -> int:
     import onnx
 
-    et = v.type.tensor_type.elem_type
-    want = {"float32": onnx.TensorProto.FLOAT, "float64": onnx.TensorProto.DOUBLE,
-            "int64": onnx.TensorProto.INT64, "bool": onnx.TensorProto.BOOL}[dtype]
-    if et != want:
+    return int({"float32": onnx.TensorProto.FLOAT, "float64": onnx.TensorProto.DOUBLE,
+                "int64": onnx.TensorProto.INT64, "bool": onnx.TensorProto.BOOL}[dtype])
+
+
+def _check_value(v: Any, expected: tuple[int | None, ...], what: str,
+                 allowed_ranks: Sequence[int] | None = None, dtype: str = "float32") -> None:
+    et = _elem(v)
+    if et != _elem_of(dtype):
         raise ModelError(f"{what} has dtype {_dtype_name(et)}, expected {dtype} (the card's "
                          "'dtype')")
     dims = _dims(v)
@@ -379,12 +386,14 @@ def check_graph(model: Any, card: Mapping[str, Any], where: str = "model") -> No
     if out.name not in graph_out:
         raise ModelError(f"{where}: output '{out.name}' named by the card is not a graph output "
                          f"(graph outputs: {list(graph_out)})")
+    # outputs may be float32 or float64 (scores are computed in float64 either way)
+    odt = "float64" if _elem(graph_out[out.name]) == _elem_of("float64") else "float32"
     if out.binary:
         _check_value(graph_out[out.name], (None, 1), f"{where}: output '{out.name}' "
-                     f"({out.activation})", allowed_ranks=(1, 2))
+                     f"({out.activation})", allowed_ranks=(1, 2), dtype=odt)
     else:
         _check_value(graph_out[out.name], (None, len(out.classes)),
-                     f"{where}: output '{out.name}' ({out.activation})")
+                     f"{where}: output '{out.name}' ({out.activation})", dtype=odt)
     rep = card.get("representation")
     if rep is not None:
         if rep["name"] not in graph_out:
