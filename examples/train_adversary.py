@@ -1,6 +1,7 @@
 """Train the reference learned adversary g(J) against the reference PFN, export it, measure it.
 
-    python examples/train_adversary.py --threads 1      # train, export, evaluate (~30 s)
+    # the shipped adversary: a scan of lambda_cls, train, export, evaluate (~2.5 min, 1 core)
+    python examples/train_adversary.py --threads 1 --lambda-scan 10 30 100 300
     python examples/train_adversary.py --evaluate-only  # evaluate the committed graph
     python examples/train_adversary.py --rebuild-graph  # same network, current graph layout
 
@@ -9,8 +10,10 @@ Training: the shipped sample's train split, W (signal) against QCD (background),
 jet pT and mass preserved, default :class:`~hepsafe.attacks.LearnedConfig`: the background
 term on the probability (Shimmin & Nachman); the gate (:func:`default_gate_config`) on a
 selection hold-out (a fifth of the train split) stops it at the gate boundary, and a
-disjoint report hold-out (another fifth) gives the gate stored in the card. Writes
-``hepsafe/models/adversary_pfn.onnx`` and its card ``adversary_pfn.json`` (or ``-o PATH``).
+disjoint report hold-out (another fifth) gives the gate stored in the card. With
+``--lambda-scan``, one training per ``lambda_cls``, the strongest inside the selection gate
+kept. Writes ``hepsafe/models/adversary_pfn.onnx`` and its card ``adversary_pfn.json`` (or
+``-o PATH``).
 
 Evaluation (with ONNX Runtime alone, :class:`~hepsafe.attacks.OnnxAdversary`, as a
 processor step would run it): on the test split, the W efficiency at the working point that
@@ -110,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gate", type=json.loads, default=None, metavar="JSON",
                     help="the training gate as GateConfig.from_dict JSON (default: "
                          "default_gate_config(), the fixed KS limits)")
+    ap.add_argument("--lambda-scan", type=float, nargs="+", default=None, metavar="LAMBDA",
+                    help="train once per lambda_cls value, keep the strongest inside the "
+                         "selection gate (LearnedConfig.lambda_scan)")
     ap.add_argument("--evaluate-only", action="store_true",
                     help="only evaluate the graph at --output on the test split")
     ap.add_argument("--rebuild-graph", action="store_true",
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --{k} {v}" for k, v in (("tagger", args.tagger), ("epochs", args.epochs),
                                    ("seed", args.seed), ("threads", args.threads))
         if v is not None and not (k == "tagger" and v == "pfn"))
+    if args.lambda_scan:
+        command += " --lambda-scan " + " ".join(f"{v:g}" for v in args.lambda_scan)
     if args.gate is not None:
         command += f" --gate '{json.dumps(args.gate)}'"
     if out != MODELS_DIR / "adversary_pfn.onnx":
@@ -133,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rebuilt {out} in the current graph layout (max |delta difference| {diff:.1e})")
     elif not args.evaluate_only:
         changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
-                                     ("threads", args.threads)) if v is not None}
+                                     ("threads", args.threads),
+                                     ("lambda_scan", args.lambda_scan)) if v is not None}
         adv = LearnedAdversary(tagger, Envelope(), LearnedConfig(**changes), gate_config=gate)
         t0 = time.perf_counter()
         adv.fit(datasets.load_sample("train"), target="down", log=print)

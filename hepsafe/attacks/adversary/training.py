@@ -37,8 +37,11 @@ the constituents, which alone moves a few jets and, KS being sensitive to any ch
 paired sample, would count against ``g``). Training stops at the first failing gate and
 keeps the last state that passed (the initial state is the identity: the last layer starts
 at zero); ``record["stopped_by"]`` says whether the boundary ("gate") or the last epoch
-("epochs") ended it. The kept state is then gated once on the *report* hold-out, which
-chose nothing: that is :attr:`LearnedAdversary.gate_report`, the gate the card stores.
+("epochs") ended it. With ``lambda_scan`` (values of ``lambda_cls``) one network is trained
+per value on the same splits, each stopped so, and the strongest on the selection hold-out
+(lowest signal efficiency at the working point, its gate passing) is kept. The kept state
+is then gated once on the *report* hold-out, which chose nothing: that is
+:attr:`LearnedAdversary.gate_report`, the gate the card stores.
 Seeded, and deterministic for a given platform and thread count.
 
 """
@@ -463,11 +466,14 @@ class LearnedAdversary(AdversaryNetwork):
         self.net, self.direction, self.history = best.net, best.direction, best.history
         self.gate_report, self.selection_report = best.gate_report, best.selection_report
         self.splits = best.splits
-        self.record = {**best.record, "lambda_cls": best.config.lambda_cls, "lambda_scan": [
+        self.record = {**best.record, "lambda_cls": best.config.lambda_cls,
+                       "seconds": round(sum(a.record["seconds"] for a in runs), 1),
+                       "lambda_scan": [
             {"lambda_cls": a.config.lambda_cls, "epoch_kept": a.record["epoch_kept"],
              "stopped_by": a.record["stopped_by"],
              "selection_gate_passed": a.record["selection_gate"]["passed"],
-             "selection_signal_efficiency": a.record["selection_signal_efficiency"]["attacked"]}
+             "selection_signal_efficiency": a.record["selection_signal_efficiency"]["attacked"],
+             "seconds": a.record["seconds"]}
             for a in runs]}
         return self
 
