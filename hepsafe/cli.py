@@ -126,9 +126,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + [f"--{k.replace('_', '-')} {v}" for k, v in changes.items()]
         + (["--tiny"] if args.tiny else [])
     )
+    if args.checkpoints:
+        command += " --checkpoints " + " ".join(str(k) for k in args.checkpoints)
     results = train.train_reference(
         args.output_dir, models=models, tiny=args.tiny, command=command,
-        log=print if args.verbose else (lambda s: None), **changes,
+        log=print if args.verbose else (lambda s: None), checkpoints=args.checkpoints or (),
+        **changes,
     )
     for name, r in results.items():
         print(f"{name}: wrote {r.model_path} (+ .json); test AUC {r.test_auc:.4f}, background "
@@ -272,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--adv-steps", type=int, default=None,
                    help="gradient steps of the in-training attack (default: 5 for pgd, 1 "
                         "for fgsm)")
+    t.add_argument("--checkpoints", type=int, nargs="+", default=None, metavar="EPOCH",
+                   help="also export the network after these epochs, as "
+                        "<model>_epoch<k>.onnx (+ card)")
     t.add_argument("-v", "--verbose", action="store_true", help="print progress per epoch")
     t.set_defaults(func=_cmd_train)
 

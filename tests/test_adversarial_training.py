@@ -146,11 +146,19 @@ def test_tiny_adversarial_training_records_attack_and_is_deterministic(tmp_path,
     assert plain["pfn"].model_path.read_bytes() != a
 
 
-def test_learned_training_runs(tmp_path):
+def test_learned_training_runs_with_checkpoints(tmp_path):
     res = T.train_reference(tmp_path, models=["pfn"], tiny=True, threads=1,
-                            adversarial="learned", epochs=1)
+                            adversarial="learned", epochs=2, checkpoints=[1])
     assert res["pfn"].model_path.name == "pfn_adv_learned.onnx"
     assert res["pfn"].card["training"]["adversarial"]["attack"] == "learned"
+    first = res["pfn"].checkpoints[1]
+    assert first.model_path.name == "pfn_adv_learned_epoch1.onnx"
+    card = _card(tmp_path, "pfn_adv_learned_epoch1")
+    assert card["training"]["checkpoint"]["epochs_trained"] == 1
+    assert card["training"]["test_auc"] == round(first.test_auc, 6)
+    assert first.model_path.read_bytes() != res["pfn"].model_path.read_bytes()
+    with pytest.raises(ConfigError, match="'checkpoints'"):
+        T.train(T.default_config("pfn", tiny=True), tmp_path / "x.onnx", checkpoints=[2])
 
 
 @pytest.mark.parametrize(("option", "value", "named"), [

@@ -26,7 +26,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,11 +246,13 @@ def _build(cfg: TrainConfig, n_features: int) -> Any:
 
 
 def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
-         log: Callable[[str], None], attack: Any = None) -> list[float]:
+         log: Callable[[str], None], attack: Any = None,
+         on_epoch: Callable[[int], None] | None = None) -> list[float]:
     """Adam, linear warm-up then cosine decay, on binary cross-entropy (softmax
     cross-entropy for more than two classes; ``y`` then holds class indices); loss per
     epoch. ``attack``: an :class:`~hepsafe.tagger.adversarial.InTrainingAttack` that
-    replaces a fraction of each batch's jets by attacked copies (adversarial training)."""
+    replaces a fraction of each batch's jets by attacked copies (adversarial training);
+    ``on_epoch(k)`` is called after epoch k (1-based), the network in eval mode."""
     import torch
 
     tx = [torch.from_numpy(np.ascontiguousarray(a)) for a in xs]
@@ -287,6 +289,10 @@ def _fit(net: Any, xs: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
         history.append(total / n)
         log(f"  {cfg.model} epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f} "
             f"({time.perf_counter() - t0:.1f} s)")
+        if on_epoch is not None and epoch + 1 < cfg.epochs:
+            net.eval()
+            on_epoch(epoch + 1)
+            net.train()
     net.eval()
     return history
 
@@ -487,6 +493,8 @@ class TrainResult:
     test_auc: float
     rejection_at_50: float
     seconds: float
+    #: the networks exported after earlier epochs (``train(checkpoints=...)``), by epoch
+    checkpoints: dict[int, TrainResult] = field(default_factory=dict)
 
 
 def train(
@@ -496,21 +504,28 @@ def train(
     test_jets: JetBatch | None = None,
     command: str | None = None,
     log: Callable[[str], None] = lambda s: None,
+    checkpoints: Sequence[int] = (),
 ) -> TrainResult:
     """Train one tagger, write ``output`` (``.onnx``) and its card, score the test split.
 
     ``train_jets``/``test_jets`` default to the shipped sample's splits; only W and QCD jets
-    are used. Deterministic for a given config, data and platform.
+    are used. Deterministic for a given config, data and platform. ``checkpoints``: epochs
+    (1 .. ``cfg.epochs - 1``) after which the network is also exported, as
+    ``<output stem>_epoch<k>.onnx`` + card (the same run, its learning-rate schedule that of
+    ``cfg.epochs``); their results are in :attr:`TrainResult.checkpoints`.
     """
     import torch
-
-    from hepsafe import metrics
-    from hepsafe.tagger.onnx import OnnxTagger
 
     t0 = time.perf_counter()
     out = Path(output)
     if out.suffix != ".onnx":
         raise ConfigError(f"option 'output': {out} must end in .onnx")
+    bad = [k for k in checkpoints if not (isinstance(k, int) and 1 <= k < cfg.epochs)]
+    if bad:
+        raise ConfigError(f"option 'checkpoints': epochs in 1..{cfg.epochs - 1}, got {bad}")
+    test = _w_vs_qcd(datasets.load_sample("test") if test_jets is None else test_jets,
+                     cfg.max_test_jets)
+    saved: dict[int, TrainResult] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -536,18 +551,41 @@ def train(
         log(f"training {cfg.model}: {len(jets)} jets, {cfg.epochs} epochs, "
             f"{sum(p.numel() for p in net.parameters())} parameters"
             + ("" if cfg.adversarial is None else f", adversarial {cfg.adversarial}"))
-        _fit(net, xs_std, y, cfg, log, _attack(jets, cfg, mean, std))
-        model = _to_onnx(net, cfg, mean, std)
-        # the exported graph takes raw features (standardisation folded in)
-        diff = _check_export(model, _Raw(net, mean, std, cfg.model), xs)
-        log(f"  ONNX export agrees with torch to {diff:.2e}")
+
+        def export(path: Path, epochs_done: int) -> TrainResult:
+            model = _to_onnx(net, cfg, mean, std)
+            # the exported graph takes raw features (standardisation folded in)
+            diff = _check_export(model, _Raw(net, mean, std, cfg.model), xs)
+            log(f"  ONNX export agrees with torch to {diff:.2e}")
+            return _write(model, cfg, path, len(jets), test, command, epochs_done, t0, log)
+
+        def on_epoch(epoch: int) -> None:
+            if epoch in checkpoints:
+                saved[epoch] = export(out.with_name(f"{out.stem}_epoch{epoch}.onnx"), epoch)
+
+        _fit(net, xs_std, y, cfg, log, _attack(jets, cfg, mean, std), on_epoch)
+        result = export(out, cfg.epochs)
     finally:
         torch.set_num_threads(threads)
+    return replace(result, checkpoints=saved)
+
+
+def _write(model: Any, cfg: TrainConfig, out: Path, n_train: int, test: JetBatch,
+           command: str | None, epochs_done: int, t0: float,
+           log: Callable[[str], None]) -> TrainResult:
+    """Write the ONNX file and its card, score the test split."""
+    from hepsafe import metrics
+    from hepsafe.tagger.onnx import OnnxTagger
+
     with atomic_path(out) as tmp:
         tmp.write_bytes(model.SerializeToString())
-    test = _w_vs_qcd(datasets.load_sample("test") if test_jets is None else test_jets,
-                     cfg.max_test_jets)
-    card = _card(cfg, out, model, len(jets), len(test), command)
+    card = _card(cfg, out, model, n_train, len(test), command)
+    if epochs_done != cfg.epochs:
+        card["training"]["epochs"] = epochs_done
+        card["training"]["checkpoint"] = {
+            "epochs_trained": epochs_done, "of_epochs": cfg.epochs,
+            "note": f"the network after epoch {epochs_done} of a {cfg.epochs}-epoch run "
+                    "(learning-rate schedule of the full run)"}
     scores = OnnxTagger(out, card=card, providers="cpu").predict(test)
     sig, bkg = scores[test.label == SIGNAL], scores[test.label == BACKGROUND]
     auc = metrics.roc_auc(sig, bkg)
@@ -556,7 +594,7 @@ def train(
     card["training"]["test_rejection_at_50"] = round(rej, 4) if math.isfinite(rej) else 1e9
     write_json(out.with_suffix(".json"), card)
     seconds = time.perf_counter() - t0
-    log(f"{cfg.model}: test AUC {auc:.4f}, rejection at eps_S=0.5 {rej:.1f} ({seconds:.0f} s)")
+    log(f"{out.stem}: test AUC {auc:.4f}, rejection at eps_S=0.5 {rej:.1f} ({seconds:.0f} s)")
     return TrainResult(out, card, auc, rej, seconds)
 
 
@@ -597,11 +635,13 @@ def train_reference(
     tiny: bool = False,
     command: str | None = None,
     log: Callable[[str], None] = lambda s: None,
+    checkpoints: Sequence[int] = (),
     **changes: Any,
 ) -> dict[str, TrainResult]:
     """Train the reference taggers into ``output_dir`` (``<model>.onnx`` + ``.json``; an
     adversarial training, ``adversarial="pgd"`` in ``changes``, writes
-    ``<model>_adv_<attack>.onnx``)."""
+    ``<model>_adv_<attack>.onnx``); ``checkpoints``: epochs after which each network is
+    also exported (:func:`train`)."""
     out = Path(output_dir)
     full = datasets.load_sample()
     is_test = datasets.is_test(full.event)
@@ -611,5 +651,5 @@ def train_reference(
         cfg = default_config(m, tiny=tiny, **changes)
         name = m if cfg.adversarial is None else f"{m}_adv_{cfg.adversarial}"
         res[m] = train(cfg, out / f"{name}.onnx", train_jets, test_jets, command=command,
-                       log=log)
+                       log=log, checkpoints=checkpoints)
     return res
