@@ -171,10 +171,22 @@ def test_fit_keys_fold_symmetrize(tmp_path):
     cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"symmetrize": False}}))
     assert cfg["fit"] == {"lumi_uncertainty": 0.0, "missing_side": "nominal",
                           "merge_empty_bins": False, "skip": False, "include_failed": False,
-                          "treatment": {}}
+                          "treatment": {}, "control_region": None}
+    assert cfg.fit.workspace.control_region is None
     cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"skip": True, "merge_empty_bins": True}}))
     assert cfg["fit"]["skip"] is True and cfg["fit"]["merge_empty_bins"] is True
     assert cfg["fit"]["missing_side"] == "mirror"
+
+
+def test_control_region_key(tmp_path):
+    cfg = config.load(_write(tmp_path, {**GOOD, "fit": {"control_region": {"events": 5000}}}))
+    crc = cfg.fit.workspace.control_region
+    assert crc is not None and crc.events == 5000 and crc.variables == ("score", "jet_mass")
+    with pytest.raises(ConfigError, match="key 'fit/control_region/variables'"):
+        config.load(_write(tmp_path, {**GOOD, "fit": {"control_region": {
+            "variables": ["score", "score"]}}}))
+    with pytest.raises(ConfigError, match="control_region"):  # the schema: an unknown key
+        config.load(_write(tmp_path, {**GOOD, "fit": {"control_region": {"evnts": 5}}}))
 
 
 def test_tree_default_follows_the_format(tmp_path):

@@ -187,10 +187,19 @@ def test_version_and_help_of_every_option(capsys):
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"hepsafe {__version__}"
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"generate", "info", "train", "demo", "run", "fit"}
-    for name, sub in subs.choices.items():
+    assert set(subs.choices) == {"generate", "info", "train", "demo", "run", "fit", "card",
+                                 "bundle", "score-bundle"}
+
+    def every(name: str, sub: argparse.ArgumentParser) -> None:
         for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for n, s in action.choices.items():
+                    every(f"{name} {n}", s)
+                continue
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+
+    for name, sub in subs.choices.items():
+        every(name, sub)
     fit_help = subs.choices["fit"].format_help()
     assert re.search(r"--signal.*\(default:", fit_help, re.S)
     assert "FILE" in subs.choices["info"].format_help()

@@ -56,7 +56,8 @@ def run(wq_test: JetBatch, pfn: OnnxTagger):
                                varied[0].scores["QCD"])}
     fit = {"impacts": [{"name": "escale", "up": 0.1, "down": -0.08},
                        {"name": "lumi", "up": 0.02, "down": -0.02}],
-           "pulls": [{"name": "escale", "pull": 0.3, "error": 0.9, "prefit_error": 1.0}]}
+           "pulls": [{"name": "escale", "pull": 0.3, "value": 0.3, "error": 0.9, "prefit": 0.0,
+                      "prefit_error": 1.0, "constraint": "constrained_by_normal"}]}
     return samples, nominal, varied, gates, fit
 
 
@@ -130,7 +131,8 @@ def test_write_figures_styles_only_within_and_names_the_files(run, tmp_path):
     with figures.report_style():
         assert matplotlib.rcParams["font.size"] == figures.STYLE["font.size"]
     names = figures.write_figures(tmp_path, samples, nominal, varied, gates, fit, 0.5, "QCD")
-    assert names == ["roc.png", "scores.png", "control.png", "impacts.png"]
+    assert names == ["roc.png", "scores.png", "control.png", "impacts.png", "pulls.png",
+                     "ranking.png"]
     assert set(names) == set(figures.CAPTIONS)
     for n in names:
         assert (tmp_path / n).read_bytes().startswith(PNG)

@@ -27,6 +27,7 @@ from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.shifts import PhysicsShift, Systematic, attack_systematic
 from hepsafe.perturbation.variations import configured_sides
 from hepsafe.pipeline.spec import FitSpec, Observable, ReadOptions, SampleSpec, TaggerSpec
+from hepsafe.templates.control import ControlRegionConfig
 from hepsafe.validation.config import GateConfig
 
 #: the tree read from each input file, per format (key 'tree' overrides it)
@@ -46,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "gate": {},
     "read": {"step_size": 20_000},
     "fit": {"lumi_uncertainty": 0.0, "missing_side": "mirror", "merge_empty_bins": False,
-            "skip": False, "include_failed": False, "treatment": {}},
+            "skip": False, "include_failed": False, "treatment": {}, "control_region": None},
 }
 
 #: keys of an ``attacks`` entry that are not options of the attack itself
@@ -323,10 +324,21 @@ def _fit(cfg: dict[str, Any], given: Any, systematics: tuple[Systematic, ...],
                               "one-sided with the gaussian treatment; use 'mirror' or "
                               "'nominal', or the adversarial treatment")
     signal = tuple(s["name"] for s in cfg["samples"] if s["role"] == "signal")
+    control_region = None
+    if fit["control_region"] is not None:
+        try:
+            control_region = ControlRegionConfig.from_dict(fit["control_region"])
+        except TemplateError as exc:
+            key, _, msg = str(exc).partition(": ")
+            raise ConfigError(f"{source}: key 'fit/{key}': {msg}") from exc
+        if control_region.region == "SR":
+            raise ConfigError(f"{source}: key 'fit/control_region/region': 'SR' is the signal "
+                              "region's name; choose another")
     workspace = WorkspaceConfig(
         signal=signal, lumi=float(fit["lumi_uncertainty"]) or None,
         missing_side=fit["missing_side"], merge_empty_bins=bool(fit["merge_empty_bins"]),
         treatment={k: v for k, v in treatment.items() if v == "adversarial"},
+        control_region=control_region,
     )
     return FitSpec(workspace, bool(fit["skip"]), bool(fit["include_failed"]))
 

@@ -321,6 +321,9 @@ def run(
                     h = T.fill(h, v.scores[name], name, T.variation_name(v.name, v.direction),
                                weight=v.jets[name].weight, clip=True)
             templates = T.Templates({REGION: h})
+            if cfg.fit.workspace.control_region is not None:
+                templates = control_channel(templates, cfg, control.name, control, nominal,
+                                            varied)
             templates_io.write_templates(templates, out / "templates.root")
             templates_io.write_templates(templates, out / "templates.json")
             adv(1)
@@ -366,6 +369,28 @@ def workspace_config(
     ``fit/missing_side``, ``fit/merge_empty_bins``."""
     wcfg = cfg.fit.workspace
     return wcfg if signal is None else replace(wcfg, signal=tuple(signal))
+
+
+def control_channel(templates: T.Templates, cfg: RunConfig, name: str, control: Sample,
+                    nominal: Mapping[str, np.ndarray], varied: Sequence[Varied]) -> T.Templates:
+    """``templates`` with the control region as a channel (``fit/control_region``): the
+    control sample's jets (all of them, not only those in the signal region's cuts), nominal
+    and under every variation and attack, booked jointly in score / jet pT / jet mass."""
+    from hepsafe.templates import control as cr
+
+    crc = cfg.fit.workspace.control_region
+    assert crc is not None
+
+    def values(jets: JetBatch, scores: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": scores, "jet_pt": jets.pt, "jet_mass": jets.mass}
+
+    by_side = {T.variation_name(v.name, v.direction): v for v in varied}
+    booked = cr.book_control(
+        values(control.jets, nominal[name]),
+        {k: values(v.jets[name], v.scores[name]) for k, v in by_side.items()},
+        control.jets.weight, crc, name,
+        varied_weights={k: v.jets[name].weight for k, v in by_side.items()})
+    return cr.combine(templates, booked)
 
 
 def gate_failures(

@@ -76,10 +76,15 @@ def _adversarial_tables(fit: Mapping[str, Any]) -> list[str]:
                 "in [0, 1] has a flat prior; its worst-case band is mu-hat(theta = 1) - "
                 "mu-hat(theta = 0), every other parameter profiled (docs/STATISTICS.md).", ""]
         out.append(markdown_table(
-            ["parameter", "theta-hat", "bounds", "mu-hat (theta=0)", "mu-hat (theta=1)",
-             "worst-case dmu"],
-            [[n, theta[n]["value"] if n in theta else float("nan"), "[0, 1]", w["mu_at_0"],
+            ["parameter", "theta-hat", "68 % upper edge", "bounds", "mu-hat (theta=0)",
+             "mu-hat (theta=1)", "worst-case dmu"],
+            [[n, theta[n]["value"] if n in theta else float("nan"),
+              theta.get(n, {}).get("upper_68", float("nan")), "[0, 1]", w["mu_at_0"],
               w["mu_at_1"], w["delta_mu"]] for n, w in worst.items()], floatfmt=".4f"))
+    norms = fit.get("normfactors") or []
+    if norms:
+        out += ["", "Free normalisations, shared by every channel: " + ", ".join(
+            f"`{r['name']}` = {r['value']:.4f} +- {r['error']:.4f}" for r in norms) + "."]
     left = fit.get("left_out") or {}
     if left:
         out += ["", "Left out of the fit, failed the control-region gate "

@@ -27,6 +27,10 @@ CAPTIONS = {
     "control.png": "Control sample: nominal vs perturbed jet pT, jet mass and score, with the "
                    "gate's KS statistic.",
     "impacts.png": "Pulls and impacts of the nuisance parameters on mu (Asimov fit).",
+    "pulls.png": "Post-fit pulls of the Gaussian parameters (left) and each adversarial theta "
+                 "on its [0, 1] range with its profiled 68 % upper edge (right).",
+    "ranking.png": "Ranking of the parameters by their impact on mu; an adversarial theta by "
+                   "its worst-case shift (theta fixed at 0 and at 1).",
 }
 
 #: the report's settings on top of mplhep's CMS style
@@ -87,4 +91,9 @@ def write_figures(out: Path, samples: Mapping[str, plots.SampleLike],
                 out / "control.png"))
         if fit.get("impacts"):
             files.append(save_figure(plots.impacts(fit), out / "impacts.png"))
+        if fit.get("pulls"):
+            from hepsafe.report import fit_figures
+
+            files.append(save_figure(fit_figures.pulls_figure(fit), out / "pulls.png"))
+            files.append(save_figure(fit_figures.ranking_figure(fit), out / "ranking.png"))
     return [f.name for f in files]
