@@ -38,6 +38,9 @@ def small_config(run_doc):
                            {"type": "smear_energy", "name": "smear"}],
             "attacks": [{"type": "pgd", "name": "pgd", "epsilon": 0.02, "steps": 3}],
             "fit": {"lumi_uncertainty": 0.02},
+            # the gate calibrated to 2000 control-region events: 500 jets' own size would
+            # hide a 2 % energy scale (visible from about 600 events)
+            "gate": {"control_events": 2000},
             "output": str(out),
             **extra,
         }
@@ -87,8 +90,14 @@ def test_report_matches_fit_and_gate(two_runs):
         verdict = "pass" if rep["passed"] else "FAIL"
         assert re.search(rf"^\| {name} \| {verdict} \|", md, re.M), name
     assert set(gate) == {"escale_up", "escale_down", "smear_up", "pgd"}
+    # the calibrated gate's table: one row per variation, "visible from N" beside
+    for name, rep in gate.items():
+        flip = rep["calibration"]["combined"]["flip_events"]
+        shown = "never" if flip is None else f"{flip:.3g}"
+        assert re.search(rf"^\| {name} \| [^|]+ \| {re.escape(shown)} \|", md, re.M), name
     html = (a.output / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    # roc, scores, control, impacts, pulls, ranking
+    assert html.count("data:image/png;base64,") == 6
 
 
 def test_gate_failed_are_left_out_of_the_fit(two_runs):

@@ -199,6 +199,10 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Path | None = N
     systematics = _variations(cfg, source) + _attacks(cfg, envelope)
     gate = _gate(cfg, source)
     fit = _fit(cfg, raw.get("fit", {}), systematics, source)
+    crc = fit.workspace.control_region
+    if crc is not None and crc.events is not None and "control_events" not in cfg["gate"]:
+        # the gate and the control channel assume the same control-region size
+        gate = replace(gate, control_events=float(crc.events))
     cfg["output"] = _resolve(cfg["output"], Path.cwd())
     return _typed(cfg, source, envelope, region, systematics, gate, fit)
 

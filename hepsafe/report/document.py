@@ -97,17 +97,51 @@ def _adversarial_tables(fit: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _events(n: float | None) -> str:
+    return "never" if n is None else f"{n:.3g}"
+
+
 def _gate_table(gates: Mapping[str, Any]) -> list[str]:
     rows = []
     for name, rep in gates.items():
         def stat(var: str, rep: Any = rep) -> float | str:
             names = [v.variable for v in rep.variables]
             return rep.stats(var).ks if var in names else ""
-        corr = [c.value for c in rep.checks if c.variable == "correlation"]
+        corr = [c.value for c in rep.checks
+                if c.variable == "correlation" and c.statistic == "corr_frobenius"]
         rows.append([name, "pass" if rep.passed else "FAIL", stat("jet_pt"), stat("jet_mass"),
                      stat("score"), corr[0] if corr else "", ", ".join(rep.failed) or "-"])
-    return [markdown_table(["variation", "gate", "KS jet pT", "KS jet mass", "KS score",
-                            "corr. change", "failed checks"], rows, floatfmt=".4f")]
+    out = [markdown_table(["variation", "gate", "KS jet pT", "KS jet mass", "KS score",
+                           "corr. change", "failed checks"], rows, floatfmt=".4f")]
+    calibrated = {n: r.calibration for n, r in gates.items()
+                  if getattr(r, "calibration", None) is not None}
+    if calibrated:
+        first = next(iter(calibrated.values()))
+        sizes = [a.n_data for a in first.combined.at]
+        n_sim = "exact" if first.n_sim == float("inf") else f"{first.n_sim:.0f}"
+        out += ["", f"The gate is calibrated to the control region's size "
+                f"(docs/STATISTICS.md): would {first.n_data:.0f} control-region events of "
+                f"data drawn from the perturbed sample disagree with a simulation of "
+                f"{n_sim} effective events? Combined false-alarm rate alpha = "
+                f"{first.alpha:.3g}, each test at {first.local_alpha:.3g} "
+                f"({first.local_alpha_method}). Per variation: the combined p-value, the "
+                "control-region size at which it becomes visible (with the simulation as "
+                "given, and exact), and its verdict at other sizes.", ""]
+        head = ["variation", "p (combined)", "visible from N", "visible from N (exact sim)",
+                "first test to flip"]
+        head += [f"N = {n:.3g}" for n in sizes] + [f"N = {n:.3g}, exact sim" for n in sizes]
+        crow = []
+        for name, cal in calibrated.items():
+            c = cal.combined
+            flips = [t.name for t in cal.tests
+                     if t.flip_events_infinite_sim is not None
+                     and t.flip_events_infinite_sim == c.flip_events_infinite_sim]
+            crow.append([name, f"{c.p_value:.3g}", _events(c.flip_events),
+                         _events(c.flip_events_infinite_sim), ", ".join(flips) or "-"]
+                        + ["hidden" if a.passed else "visible" for a in c.at]
+                        + ["hidden" if a.passed else "visible" for a in c.at_infinite_sim])
+        out.append(markdown_table(head, crow))
+    return out
 
 
 def _region_lines(region: Region) -> list[str]:
