@@ -332,11 +332,13 @@ class OnnxTagger:
             raise ConversionError(f"{self.path}: the torch twin (onnx2torch) disagrees with ONNX "
                                   f"Runtime by {diff:.3g} on the score of probe jets (tolerance "
                                   f"{TORCH_TOLERANCE:g}); gradient-based attacks are unavailable")
-        tensors = {k: torch.as_tensor(v) for k, v in padded.items()}
-        kinematics = [tensors[k].requires_grad_(True) for k in ("pt", "eta", "phi")]
-        logit = _score_torch(module(**self.inputs_from_padded(torch, tensors))[self.output.name],
-                             self.output, "logit")
-        grads = torch.autograd.grad(logit.sum(), kinematics, allow_unused=True)
+        with torch.enable_grad():  # the caller may be inside torch.no_grad()
+            tensors = {k: torch.as_tensor(v) for k, v in padded.items()}
+            kinematics = [tensors[k].requires_grad_(True) for k in ("pt", "eta", "phi")]
+            ins = self.inputs_from_padded(torch, tensors)
+            logit = _score_torch(module(**ins)[self.output.name], self.output, "logit")
+            grads = (torch.autograd.grad(logit.sum(), kinematics, allow_unused=True)
+                     if logit.requires_grad else ())
         if not all(g is None or bool(torch.isfinite(g).all()) for g in grads):
             raise ConversionError(f"{self.path}: the torch twin's gradients with respect to the "
                                   "constituents are not finite on probe jets (the network itself "
