@@ -58,7 +58,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
     target = Path(path)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with its own layout keeps it
+        fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=target.suffix.lstrip(".") or None)
     plt.close(fig)
