@@ -197,6 +197,9 @@ class GradientOracle:
     def __init__(self, tagger: OnnxTagger, jets: JetBatch) -> None:
         import torch
 
+        # the torch twin built here, outside any no_grad block (its conversion may check
+        # gradients), not on the first no-gradient call of logit()
+        tagger.as_torch()
         self.tagger = tagger
         self.n_jets = len(jets)
         self.n_constituents = int(jets.n_parts.sum())
