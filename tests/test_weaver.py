@@ -321,7 +321,6 @@ def test_copied_files_work_with_a_relative_model_path(tmp_path, jets):
 # classes (``probs[:, signal_index]``; ``spsa.signal_logit_np``); with a ratio of classes they
 # must use ``hepsafe.tagger.torch.score_np`` / ``signal_logit_np``. Strict: these fail loudly
 # once that is done, and the marks go.
-@pytest.mark.xfail(strict=True, reason="coffea.wrapper.score_inputs: probs[:, signal_index]")
 def test_coffea_wrapper_scores_the_class_ratio(taggers, cards, jets):
     pytest.importorskip("coffea")
     from hepsafe.coffea.wrapper import OnnxWrapper
@@ -332,7 +331,6 @@ def test_coffea_wrapper_scores_the_class_ratio(taggers, cards, jets):
     np.testing.assert_allclose(wrapper.score(jets.parts), t.predict(jets), atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="attacks.spsa.signal_logit_np: one class vs all others")
 def test_spsa_logit_is_the_class_ratio(taggers, jets):
     from hepsafe.attacks.spsa import ScoreOracle
 

@@ -70,7 +70,8 @@ def resolve_target(tagger: OnnxTagger, target: str) -> float:
     if target in LABEL_TARGETS:
         raise ConfigError(f"option 'target': '{target}' sets one direction per jet from its "
                           "label; use resolve_directions")
-    return 1.0 if target == tagger.output.signal else -1.0
+    signal = getattr(tagger.output, "signal_classes", (tagger.output.signal,))
+    return 1.0 if target in signal or target == tagger.output.signal else -1.0
 
 
 def signal_labels_of(tagger: OnnxTagger, signal_labels: Sequence[int] | None = None
@@ -212,6 +213,8 @@ class GradientOracle:
              if k != "mask"}
         self.pt, self.eta, self.phi = t["pt"], t["eta"], t["phi"]
         self.charge = t.get("charge")
+        #: extra constituent fields the tagger's features read (e.g. pid), unperturbed
+        self.fields = {f: t[f] for f in getattr(tagger, "fields", ()) if f in t}
         self.mask = torch.as_tensor(padded["mask"])
         p = self.pt * torch.cosh(self.eta)
         self.m2 = torch.clamp(t["energy"] ** 2 - p**2, min=0.0)
@@ -244,6 +247,7 @@ class GradientOracle:
         }
         if self.charge is not None:
             out["charge"] = self.charge.float()
+        out.update({f: v.float() for f, v in self.fields.items()})
         return out
 
     def logit(self, delta: np.ndarray) -> np.ndarray:

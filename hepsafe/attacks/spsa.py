@@ -31,37 +31,11 @@ from hepsafe.exceptions import ConfigError
 from hepsafe.perturbation import _kernels as kernels
 from hepsafe.perturbation.envelope import Envelope
 from hepsafe.perturbation.perturber import Perturber
-from hepsafe.tagger.card import OutputSpec
 from hepsafe.tagger.onnx import OnnxTagger
+from hepsafe.tagger.torch import signal_logit_np
 
 #: first random stream of SPSA's Rademacher draws (the physics variations use streams 1-4)
 STREAM_SPSA = 1 << 20
-
-
-def signal_logit_np(y: np.ndarray, output: OutputSpec) -> np.ndarray:
-    """Signal log-odds per jet, float64 ``(n_jets,)``, from a raw graph output ``y``.
-
-    Mirrors ``OnnxTagger.score_torch(kind="logit")`` in numpy for every card activation
-    ("logit", "sigmoid", "softmax", "logits"); probabilities are clipped away from 0 and 1.
-    """
-    n = y.shape[0]
-    y = np.asarray(y, dtype=np.float64)
-    tiny = 1e-12
-    if output.binary:
-        v = y.reshape(n)
-        if output.activation == "logit":
-            return v
-        p = np.clip(v, tiny, 1.0 - tiny)
-        return np.log(p) - np.log1p(-p)
-    s = output.signal_index
-    if output.activation == "softmax":
-        logp = np.log(np.clip(y, tiny, None))
-    else:
-        z = y - y.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    others = np.delete(logp, s, axis=1)
-    m = others.max(axis=1)
-    return logp[:, s] - (m + np.log(np.exp(others - m[:, None]).sum(axis=1)))
 
 
 class ScoreOracle:
@@ -91,6 +65,8 @@ class ScoreOracle:
         self.eta = padded["eta"].astype(np.float64)
         self.phi = padded["phi"].astype(np.float64)
         self.charge = padded.get("charge")
+        #: extra constituent fields the tagger's features read (e.g. pid), unperturbed
+        self.fields = {f: padded[f] for f in getattr(tagger, "fields", ()) if f in padded}
         p = self.pt * np.cosh(self.eta)
         self.m2 = np.clip(padded["energy"].astype(np.float64) ** 2 - p**2, 0.0, None)
 
@@ -116,6 +92,8 @@ class ScoreOracle:
                "mask": mask.reshape(-1, mask.shape[-1])}
         if self.charge is not None:
             out["charge"] = np.broadcast_to(self.charge, mask.shape).reshape(out["mask"].shape)
+        for f, v in self.fields.items():
+            out[f] = np.broadcast_to(v, (k, *v.shape)).reshape(out["mask"].shape)
         return out
 
     def logits(self, deltas: np.ndarray) -> np.ndarray:

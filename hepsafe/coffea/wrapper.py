@@ -29,7 +29,6 @@ from hepsafe.exceptions import InputError, ModelError
 from hepsafe.models import MODELS_DIR
 from hepsafe.tagger.card import card_path, load_card
 from hepsafe.tagger.onnx import OnnxTagger, run_fixed_batches
-from hepsafe.tagger.torch import _proba_np
 
 #: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
 PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
@@ -194,9 +193,17 @@ class OnnxWrapper(numpy_call_wrapper):
                    charge: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Signal score per jet, float32 ``(n_jets,)``, from padded ``(n_jets, n_max)`` arrays
         (pt, energy [GeV], eta, phi [rad], charge [e], boolean mask)."""
+        self._check_fields()
         padded = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge,
                   "mask": np.asarray(mask, dtype=bool)}
         return self.score_inputs(self.tagger.inputs_from_padded(np, padded))
+
+    def _check_fields(self) -> None:
+        extra = [f for f in getattr(self.tagger, "fields", ()) if f not in PADDED_ARGS]
+        if extra:
+            raise InputError(f"OnnxWrapper: tagger '{self.tagger.name}' reads constituent "
+                             f"field(s) {extra}, which the coffea wrapper does not pass (it "
+                             f"pads {list(PADDED_ARGS)}); score it with OnnxTagger.predict")
 
     def score_inputs(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Signal score per jet, float32 ``(n_jets,)``, from the tagger's ONNX inputs
@@ -210,18 +217,15 @@ class OnnxWrapper(numpy_call_wrapper):
         name = tagger.output.name
         raw = run_fixed_batches(inputs, int(self.options["batch_size"]),
                                 lambda batch: tagger.run(batch, [name])[name])
-        probs = _proba_np(raw, tagger.output)
-        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
-        if len(bad):
-            raise ModelError(f"tagger '{tagger.name}' gave non-finite scores for jet(s) "
-                             f"{bad[:20].tolist()}")
-        return np.ascontiguousarray(probs[:, tagger.output.signal_index])
+        # the card's score: p(signal), or S / (S + B) for a class-ratio card
+        return np.ascontiguousarray(tagger.score_from_output(raw))
 
     # ------------------------------------------------------------------ JetBatch
     def inputs_of(self, parts: ak.Array) -> dict[str, np.ndarray]:
         """The tagger's ONNX inputs ``{name: float32 (n_jets, ...)}`` for eager constituents
         ``n_jets * var * {pt, eta, phi, energy[, charge][, mask]}`` (e.g. ``JetBatch.parts``):
         padded as :meth:`prepare_awkward`, then the shared feature code."""
+        self._check_fields()
         arrays, _ = self.prepare_awkward(parts)
         names = (*PADDED_ARGS, "mask")
         padded = {k: ak.to_numpy(a) for k, a in zip(names, arrays, strict=True)}

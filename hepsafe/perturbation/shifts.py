@@ -165,7 +165,10 @@ class LearnedShift:
                                   f"installation lacks ({exc})") from exc
             self._adversary = OnnxAdversary(self.model, intra_op_threads=1)
             trained = self._adversary.card["target"]
-            if self.target not in (None, trained):
+            # a label-aware target is the adversary's own objective when it was trained
+            # "down" (signal down, background held fixed): it sees no labels when applied
+            label_aware = self.target in ("signal_down_background_up", "true_label")
+            if self.target not in (None, trained) and not (label_aware and trained == "down"):
                 raise ConfigError(f"{self.model}: option 'target' is {self.target!r}, but the "
                                   f"network was trained for {trained!r}")
         return self._adversary
