@@ -8,7 +8,7 @@ Examples
 >>> path("pfn").name
 'pfn.onnx'
 >>> sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
-['adversary_pfn', 'hl', 'pfn', 'pfn3', 'pfn3_md']
+['adversary_pfn', 'hl', 'pfn', 'pfn3', 'pfn3_md', 'pfn_adv_fgsm', 'pfn_adv_pgd']
 """
 
 from __future__ import annotations
