@@ -13,7 +13,8 @@ the working point that keeps 50 % of its clean W jets, and eps_S at that thresho
 PGD (epsilon 0.02, ``Envelope.uniform(0.02)``, 10 steps, jet pT and mass restored within
 1 %). Targets ``down`` and ``signal_down_background_up`` move every W jet the same way
 (down), so the W jets are attacked once and the result holds for both (checked on 100 jets:
-the two targets give identical deltas).
+the two targets give identical deltas). With ``--learned``, also a learned adversary
+trained against each network (LearnedConfig defaults, the default gate, epsilon 0.02).
 
 Delta eps_S = eps_S(attacked) - eps_S(clean) on the same W jets, with the standard deviation
 of a paired bootstrap (W jets resampled, the same replicas for every network, the
@@ -37,7 +38,8 @@ import torch
 
 from hepsafe import Envelope, metrics
 from hepsafe import data as datasets
-from hepsafe.attacks import make_attack
+from hepsafe.attacks import LearnedAdversary, LearnedConfig, make_attack
+from hepsafe.attacks.adversary import default_gate_config
 from hepsafe.models import MODELS_DIR
 from hepsafe.report import markdown_table, write_json, write_text
 from hepsafe.tagger import OnnxTagger
@@ -68,15 +70,23 @@ def paired_bootstrap(clean: np.ndarray, attacked: np.ndarray, n_boot: int,
     return counts @ diff.T / n
 
 
-def evaluate(path: Path, sig: Any, bkg: Any) -> dict[str, Any]:
-    """Clean AUC, threshold, and per-jet pass flags before and after PGD for one network."""
+def evaluate(path: Path, sig: Any, bkg: Any, train: Any = None) -> dict[str, Any]:
+    """Clean AUC, threshold, and per-jet pass flags before and after PGD for one network;
+    with ``train`` (jets) also after a learned adversary trained against it on them."""
     tagger = OnnxTagger(path, providers="cpu", intra_op_threads=1)
     s0, b0 = tagger.predict(sig), tagger.predict(bkg)
     thr = metrics.threshold_at_efficiency(s0, WP)
     attack = make_attack("pgd", tagger, Envelope.uniform(EPSILON), seed=SEED, steps=STEPS)
     s1 = tagger.predict(attack(sig, "down").jets)
-    return {"auc": metrics.roc_auc(s0, b0), "threshold": thr, "clean": s0 >= thr,
-            "attacked": s1 >= thr, "tagger": tagger, "attack": attack}
+    out = {"auc": metrics.roc_auc(s0, b0), "threshold": thr, "clean": s0 >= thr,
+           "attacked": s1 >= thr, "tagger": tagger, "attack": attack}
+    if train is not None:
+        adv = LearnedAdversary(tagger, Envelope(), LearnedConfig(threads=1),
+                               gate_config=default_gate_config())
+        adv.fit(train, target="down")
+        out["learned"] = tagger.predict(adv(sig, "down").jets) >= thr
+        out["epoch_kept"] = adv.record.get("epoch_kept")
+    return out
 
 
 def same_for_both_targets(attack: Any, sig: Any) -> bool:
@@ -121,20 +131,24 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     run = [r for r in rows if r["epoch"] is not None]
     ax.errorbar([r["auc"] for r in run], [r["delta"] for r in run],
                 yerr=[r["delta_std"] for r in run], fmt="o-", color="C0", capsize=3,
-                label="PFN checkpoints (epochs)")
+                label="PGD against each checkpoint (epoch)")
+    if "delta_learned" in run[0]:
+        ax.errorbar([r["auc"] for r in run], [r["delta_learned"] for r in run],
+                    yerr=[r["delta_learned_std"] for r in run], fmt="^--", color="C2",
+                    capsize=3, label="learned adversary against each checkpoint")
     for r in run:
         ax.annotate(str(r["epoch"]), (r["auc"], r["delta"]), textcoords="offset points",
                     xytext=(5, 5), fontsize=8)
     for r in rows:
         if r["epoch"] is None:
             ax.errorbar([r["auc"]], [r["delta"]], yerr=[r["delta_std"]], fmt="s", color="C1",
-                        capsize=3, label=f"shipped {r['name']}")
+                        capsize=3, label=f"PGD against the shipped {r['name']}")
     for i, (auc, eff) in enumerate(ISSUE_POINTS.values()):
         ax.plot([auc], [eff - 0.5], "x", color="0.4",
                 label="issue 16 quick check (1 epoch; reference)" if i == 0 else None)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xlabel("clean test AUC (W vs QCD)")
-    ax.set_ylabel(r"$\Delta\epsilon_S$ under PGD ($\epsilon$ = 0.02, 10 steps)")
+    ax.set_ylabel(r"$\Delta\epsilon_S$ ($\epsilon$ = 0.02; PGD 10 steps)")
     ax.set_title(r"Undertrained PFNs: $\epsilon_S$ loss at the 50 % working point")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -157,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="attack every k-th W jet of the test split, at most this many "
                          "(default all)")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicas")
+    ap.add_argument("--learned", action="store_true",
+                    help="also train a learned adversary against each network (LearnedConfig "
+                         "defaults, the default gate, epsilon 0.02; under a minute each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -175,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     nets = [(f"epoch {k}", k, res.checkpoints[k].model_path) for k in CHECKPOINTS]
     nets += [(f"epoch {cfg.epochs}", cfg.epochs, res.model_path),
              ("pfn", None, MODELS_DIR / "pfn.onnx")]
-    rows, clean, attacked = [], [], []
+    rows, clean, attacked, learned = [], [], [], []
     identical = None
+    train = datasets.load_sample("train") if args.learned else None
     for name, epoch, path in nets:
-        r = evaluate(path, sig, bkg)
+        r = evaluate(path, sig, bkg, train)
+        if args.learned:
+            learned.append(r["learned"])
         if identical is None:
             identical = same_for_both_targets(r["attack"], sig[:100])
         clean.append(r["clean"])
@@ -186,12 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"name": name, "epoch": epoch, "auc": r["auc"],
                      "threshold": r["threshold"], "eff_clean": float(r["clean"].mean()),
                      "eff_attacked": float(r["attacked"].mean())})
+        if args.learned:
+            rows[-1]["eff_learned"] = float(r["learned"].mean())
+            rows[-1]["learned_epoch_kept"] = r["epoch_kept"]
         print(f"{name}: AUC {r['auc']:.4f}, eps_S {rows[-1]['eff_clean']:.3f} -> "
               f"{rows[-1]['eff_attacked']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     boot = paired_bootstrap(np.array(clean), np.array(attacked), args.bootstrap, SEED)
     for i, r in enumerate(rows):
         r["delta"] = r["eff_attacked"] - r["eff_clean"]
         r["delta_std"] = float(np.std(boot[:, i], ddof=1))
+    if args.learned:
+        lboot = paired_bootstrap(np.array(clean), np.array(learned), args.bootstrap, SEED)
+        for i, r in enumerate(rows):
+            r["delta_learned"] = r["eff_learned"] - r["eff_clean"]
+            r["delta_learned_std"] = float(np.std(lboot[:, i], ddof=1))
     run = [i for i, r in enumerate(rows) if r["epoch"] is not None]
     auc = np.array([rows[i]["auc"] for i in run])
     text, numbers = verdict(np.array([rows[i]["delta"] for i in run]), boot[:, run], auc)
@@ -200,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
         tmp.cleanup()
     command = "python examples/undertrained.py" + (
         f" -o {args.output_dir}" if args.output_dir is not None else "") + (
-        f" --max-jets {args.max_jets}" if args.max_jets is not None else "")
+        f" --max-jets {args.max_jets}" if args.max_jets is not None else "") + (
+        " --learned" if args.learned else "")
     body = [[r["name"], f"{r['auc']:.4f}", f"{r['eff_clean']:.3f}", f"{r['eff_attacked']:.3f}",
              f"{r['delta']:+.3f} ± {r['delta_std']:.3f}",
-             f"{100 * r['delta'] / r['eff_clean']:+.1f} %"] for r in rows]
-    body += [[k, f"{a:.3f}", "0.50", f"{e:.3f}", f"{e - 0.5:+.3f}", f"{200 * (e - 0.5):+.1f} %"]
+             f"{100 * r['delta'] / r['eff_clean']:+.1f} %",
+             *([f"{r['delta_learned']:+.3f} ± {r['delta_learned_std']:.3f} (epoch "
+                f"{r['learned_epoch_kept']})"] if args.learned else [])] for r in rows]
+    body += [[k, f"{a:.3f}", "0.50", f"{e:.3f}", f"{e - 0.5:+.3f}", f"{200 * (e - 0.5):+.1f} %",
+              *(["-"] if args.learned else [])]
              for k, (a, e) in ISSUE_POINTS.items()]
+    headers = ["network", "clean AUC", "eps_S clean", "eps_S PGD", "Delta eps_S", "relative",
+               *(["Delta eps_S learned (kept epoch)"] if args.learned else [])]
     least = min(run, key=lambda i: abs(rows[i]["delta"]))
     statement = (
         f"On this sample, Shimmin & Nachman's finding (undertrained classifiers nearly "
@@ -220,6 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{rows[least]['auc']:.3f}, Delta eps_S {rows[least]['delta']:+.3f} ± "
         f"{rows[least]['delta_std']:.3f}); no network is nearly immune (every |Delta eps_S| "
         f">= {min(abs(rows[i]['delta']) for i in run):.3f}).")
+    if args.learned:
+        zero = [rows[i]["name"] for i in run if rows[i]["learned_epoch_kept"] == 0]
+        lo = min(rows[i]["delta_learned"] for i in run)
+        hi = max(rows[i]["delta_learned"] for i in run)
+        statement += (
+            f" Under the learned adversary Delta eps_S lies between {lo:+.3f} and {hi:+.3f}; "
+            f"for {len(zero)} of {len(run)} networks ({', '.join(zero) or 'none'}) its "
+            "training gate kept epoch 0 (no trained perturbation passed), so they show no "
+            "loss: a gate-limited learned adversary can make a network look immune that PGD "
+            "in the same envelope moves.")
     section = "\n".join([
         "## Undertrained taggers under PGD",
         "",
@@ -232,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         f"jets before and after PGD (epsilon {EPSILON}, {STEPS} steps, Envelope.uniform, jet "
         "pT and mass restored within 1 %), targets `down` and `signal_down_background_up` "
         f"(identical on W jets: {identical}); Delta eps_S ± paired-bootstrap standard "
-        "deviation. Figure: `docs/img/undertrained.png`.",
+        "deviation. Figure: `docs/img/undertrained.png`."
+        + (" Learned: a learned adversary g(J) trained against each network on the train "
+           "split (LearnedConfig defaults, the default gate, Envelope(): epsilon 0.02, "
+           "target down; the epoch its gate kept)." if args.learned else ""),
         "",
-        markdown_table(["network", "clean AUC", "eps_S clean", "eps_S PGD", "Delta eps_S",
-                        "relative"], body),
+        markdown_table(headers, body),
         "",
         statement,
         "",
