@@ -475,6 +475,11 @@ def _card(cfg: TrainConfig, model_path: Path, model: Any, n_train: int, n_test: 
 
         card["training"]["adversarial"] = AdversarialSettings.of(
             cfg.adversarial, cfg.adv_epsilon, cfg.adv_fraction, cfg.adv_steps).record()
+        if cfg.adversarial == "learned":
+            from hepsafe.perturbation.shifts import ADVERSARY_MODEL
+
+            card["training"]["adversarial"]["adversary"] = {
+                "file": ADVERSARY_MODEL.name, "sha256": sha256sum(ADVERSARY_MODEL)}
         card["description"] += (f"; adversarially trained ({cfg.adversarial}, epsilon "
                                 f"{cfg.adv_epsilon})")
     if cfg.model == "pfn":
