@@ -151,6 +151,11 @@ def test_learned_training_runs_with_checkpoints(tmp_path):
                             adversarial="learned", epochs=2, checkpoints=[1])
     assert res["pfn"].model_path.name == "pfn_adv_learned.onnx"
     assert res["pfn"].card["training"]["adversarial"]["attack"] == "learned"
+    from hepsafe._files import sha256sum
+    from hepsafe.perturbation.shifts import ADVERSARY_MODEL
+
+    assert res["pfn"].card["training"]["adversarial"]["adversary"]["sha256"] == \
+        sha256sum(ADVERSARY_MODEL)
     first = res["pfn"].checkpoints[1]
     assert first.model_path.name == "pfn_adv_learned_epoch1.onnx"
     card = _card(tmp_path, "pfn_adv_learned_epoch1")
