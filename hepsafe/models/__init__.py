@@ -7,8 +7,11 @@ Examples
 --------
 >>> path("pfn").name
 'pfn.onnx'
->>> sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
-['adversary_pfn', 'hl', 'pfn', 'pfn3', 'pfn3_md', 'pfn_adv_fgsm', 'pfn_adv_pgd']
+>>> names = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+>>> names[:5]
+['adversary_pfn', 'hl', 'pfn', 'pfn3', 'pfn3_md']
+>>> [n for n in names if n.startswith("pfn_adv")]
+['pfn_adv_fgsm', 'pfn_adv_learned', 'pfn_adv_pgd']
 """
 
 from __future__ import annotations
