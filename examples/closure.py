@@ -52,6 +52,7 @@ from hepsafe.fit.workspace import build_workspace
 from hepsafe.perturbation.shifts import LearnedShift, PhysicsShift, apply_shift
 from hepsafe.tagger.onnx import OnnxTagger, reference
 from hepsafe.templates import booking as T
+from hepsafe.templates import control as cr
 
 EDGES = np.linspace(0.0, 1.0, 11)
 W_SCALE = 0.05  # the demo's weight of the W jets
@@ -59,6 +60,8 @@ SEED = 1
 SIZES = (500, 1000, 2000, 5000)
 SUBSETS = 20
 ALT = ("alt_fsr_low", "alt_fsr_high", "alt_lund")
+#: the control channel of the fit (the run's default binning: score x jet mass)
+CR_CONFIG = cr.ControlRegionConfig()
 
 
 def hist(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,18 +71,22 @@ def hist(scores: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return (np.bincount(idx, weights, n), np.bincount(idx, weights * weights, n))
 
 
-def variations(jets: dict[str, JetBatch], tagger: OnnxTagger) -> dict[str, dict[str, np.ndarray]]:
-    """Scores of every sample under each variation side, ``{variation: {sample: scores}}``."""
+def variations(jets: dict[str, JetBatch], tagger: OnnxTagger
+               ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, JetBatch]]:
+    """Scores of every sample under each variation side, ``{variation: {sample: scores}}``,
+    and the varied QCD jets, ``{variation: jets}`` (for the control channel)."""
     shifts: dict[str, Any] = {
         "escale_up": PhysicsShift("scale_all_up", SEED),
         "escale_down": PhysicsShift("scale_all_down", SEED),
         "smear_up": PhysicsShift("smear_energy", SEED),
         "learned_up": LearnedShift(),
     }
-    out = {}
+    out, qcd = {}, {}
     for name, shift in shifts.items():
-        out[name] = {s: tagger.predict(apply_shift(shift, j, tagger)[0]) for s, j in jets.items()}
-    return out
+        varied = {s: apply_shift(shift, j, tagger)[0] for s, j in jets.items()}
+        out[name] = {s: tagger.predict(j) for s, j in varied.items()}
+        qcd[name] = varied["QCD"]
+    return out, qcd
 
 
 def templates(nominal: dict[str, np.ndarray], varied: dict[str, dict[str, np.ndarray]],
@@ -97,12 +104,27 @@ def templates(nominal: dict[str, np.ndarray], varied: dict[str, dict[str, np.nda
     return T.from_arrays(cells)
 
 
+def control(qcd: JetBatch, s_qcd: np.ndarray, varied: dict[str, JetBatch],
+            s_varied: dict[str, dict[str, np.ndarray]], alt: JetBatch, s_alt: np.ndarray
+            ) -> T.Templates:
+    """The control channel: the nominal QCD jets (and each variation), scaled to the
+    alternative sample's QCD count, with the alternative QCD jets as its data."""
+    def values(j: JetBatch, sc: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": sc, "jet_pt": j.pt, "jet_mass": j.mass}
+
+    return cr.book_control(values(qcd, s_qcd),
+                           {k: values(j, s_varied[k]["QCD"]) for k, j in varied.items()},
+                           np.ones(len(qcd)), cr.ControlRegionConfig(events=float(len(alt))),
+                           "QCD", data=values(alt, s_alt))
+
+
 def fit_both(t: T.Templates) -> dict[str, Any]:
     """Workspaces with and without the adversarial parameter, their models and data."""
     out = {}
     for label, keep in (("with theta", None), ("without theta", ("escale", "smear"))):
         cfg = WorkspaceConfig(signal=("W",), treatment={"learned": "adversarial"},
-                              systematics=keep)
+                              systematics=keep,
+                              control_region=CR_CONFIG if "control" in t.regions else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MirrorWarning)
             ws = build_workspace(t, cfg)
@@ -111,9 +133,11 @@ def fit_both(t: T.Templates) -> dict[str, Any]:
     return out
 
 
-def coverage(model: Any, data: np.ndarray, n_main: int, toys: int, rng: np.random.Generator
+def coverage(model: Any, data: np.ndarray, toys: int, rng: np.random.Generator
              ) -> dict[str, float]:
-    """Bias of mu-hat and coverage of mu-hat +- sigma on Poisson toys of ``data``."""
+    """Bias of mu-hat and coverage of mu-hat +- sigma on Poisson toys of ``data``'s main
+    part (both channels); the auxiliary data stay at their nominal values."""
+    n_main = int(model.config.nmaindata)
     expected = data[:n_main]
     mus, errs = [], []
     for _ in range(toys):
@@ -166,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", nargs="+", default=list(ALT))
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
     p.add_argument("--seed", type=int, default=7, help="seed of the subsets and the toys")
+    p.add_argument("--no-control", action="store_true",
+                   help="fit the signal region alone (default: with the control channel, the "
+                        "alternative QCD jets as its data)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -174,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     jets = {"W": test[test.label == 1], "QCD": test[test.label == 0]}
     weights = {"W": np.full(len(jets["W"]), W_SCALE), "QCD": np.ones(len(jets["QCD"]))}
     nominal = {s: tagger.predict(j) for s, j in jets.items()}
-    varied = variations(jets, tagger)
+    varied, varied_qcd = variations(jets, tagger)
     thr = metrics.threshold_at_efficiency(nominal["W"], 0.5)
     yields = {s: float(w.sum()) for s, w in weights.items()}
     nom_h = {s: hist(nominal[s], weights[s])[0] for s in jets}
@@ -244,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         data = sum(hist(asc[s], np.full(len(aj[s]), yields[s] / len(aj[s])))[0]
                    for s in aj)
         t = templates(nominal, varied, weights, data)
-        models = fit_both(t)
-        n_main = len(EDGES) - 1
         res["fit"] = {}
+        res["toys"] = {}
+        if not args.no_control:
+            t = cr.combine(t, control(jets["QCD"], nominal["QCD"], varied_qcd, varied,
+                                      aj["QCD"], asc["QCD"]))
+        models = fit_both(t)
         for label, (model, d) in models.items():
             r = mle.fit(model, d)
             theta = r.value("learned") if "learned" in r.labels else None
@@ -256,9 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{(r.mu - 1) / r.sigma_mu:+.2f}"
                   + (f", theta-hat {theta:.3f}" if theta is not None else ""))
         # (d) toys
-        res["toys"] = {}
         for label, (model, d) in models.items():
-            c = coverage(model, d, n_main, args.toys, rng)
+            c = coverage(model, d, args.toys, rng)
             res["toys"][label] = c
             print(f"(d) {args.toys} toys {label:<13}: bias {c['bias']:+.3f} +- "
                   f"{c['bias_error']:.3f}, 68 % coverage {c['coverage']:.3f} +- "
