@@ -412,7 +412,7 @@ def test_wrapper_on_raw_nanoevents_pf_candidates(puppi_nano: Path) -> None:
         unweighted = OnnxWrapper(puppi=False)(parts)
         assert np.array_equal(ak.to_numpy(ak.flatten(unweighted)), plain)
     cands = pf_constituents(events.FatJet.constituents.pf)
-    assert set(cands.fields) == {"pt", "eta", "phi", "energy", "charge"}
+    assert set(cands.fields) == {"pt", "eta", "phi", "energy", "charge", "pid"}
     assert ak.all(ak.num(cands, axis=2)[:, 1] == ak.num(cands, axis=2)[:, 1])
     with pytest.raises(InputError, match="'puppiWeight'.*'puppi'"):
         pf_constituents(ak.without_field(events.FatJet.constituents.pf, "puppiWeight"))

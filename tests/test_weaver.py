@@ -378,3 +378,15 @@ def test_jet_level_inputs_and_mapped_names(tmp_path):
         {"name": "jet_pt", "feature": "pt", "centre": 500.0, "scale": 0.01, "min": -5.0,
          "max": 5.0},
         {"name": "jet_sdmass_x", "feature": "mass"}]
+
+
+def test_coffea_wrapper_scores_part_with_its_pid_flags(taggers, cards, jets):
+    """ParT reads particle-type flags from the constituents' pid: the coffea wrapper pads
+    it too, and scores as OnnxTagger.predict does."""
+    pytest.importorskip("coffea")
+    from hepsafe.coffea.wrapper import OnnxWrapper
+
+    t = taggers["part"]
+    assert "pid" in t.fields
+    wrapper = OnnxWrapper(_files("part")[0], card=str(cards["part"]), batch_size=64)
+    np.testing.assert_allclose(wrapper.score(jets.parts), t.predict(jets), atol=1e-6)

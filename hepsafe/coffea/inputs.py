@@ -63,7 +63,8 @@ def is_pf_candidates(parts: Any) -> bool:
 
 
 def pf_constituents(parts: Any, puppi: bool = True) -> Any:
-    """Constituent records ``{pt, eta, phi, energy[, charge]}`` (float32 pT, energy [GeV])
+    """Constituent records ``{pt, eta, phi, energy[, charge][, pid]}`` (float32 pT, energy [GeV];
+    ``pid`` the candidate's ``pdgId``)
     from NanoEvents PF candidates per jet, any nesting (jets x candidates, events x jets x
     candidates), eager, virtual or dask-awkward.
 
@@ -92,6 +93,8 @@ def pf_constituents(parts: Any, puppi: bool = True) -> Any:
            "phi": lib.values_astype(parts["phi"], np.float32), "energy": energy}
     if "charge" in parts.fields:
         out["charge"] = parts["charge"]
+    if "pdgId" in parts.fields:
+        out["pid"] = parts["pdgId"]
     return lib.zip(out)
 
 

@@ -30,8 +30,9 @@ from hepsafe.models import MODELS_DIR
 from hepsafe.tagger.card import card_path, load_card
 from hepsafe.tagger.onnx import OnnxTagger, run_fixed_batches
 
-#: constituent fields handed to numpy_call, in this order (``charge`` 0 when absent)
-PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge")
+#: constituent fields handed to numpy_call, in this order (``charge`` and ``pid`` 0 when
+#: absent; ``pid`` is read by taggers whose features are particle-type flags)
+PADDED_ARGS = ("pt", "eta", "phi", "energy", "charge", "pid")
 
 
 def _lib(x: Any) -> Any:
@@ -179,7 +180,7 @@ class OnnxWrapper(numpy_call_wrapper):
 
     # ------------------------------------------------------------------ numpy side
     def validate_numpy_input(self, *arrays: np.ndarray) -> None:
-        """Check the six padded arrays: each ``(n_jets, n_max)``, the same ``n_jets``."""
+        """Check the seven padded arrays: each ``(n_jets, n_max)``, the same ``n_jets``."""
         if len(arrays) != len(PADDED_ARGS) + 1:
             raise InputError(f"OnnxWrapper.numpy_call takes {list(PADDED_ARGS) + ['mask']}, "
                              f"got {len(arrays)} arrays")
@@ -190,12 +191,13 @@ class OnnxWrapper(numpy_call_wrapper):
                                  f"({n}, {self.n_max})")
 
     def numpy_call(self, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, energy: np.ndarray,
-                   charge: np.ndarray, mask: np.ndarray) -> np.ndarray:
+                   charge: np.ndarray, pid: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Signal score per jet, float32 ``(n_jets,)``, from padded ``(n_jets, n_max)`` arrays
-        (pt, energy [GeV], eta, phi [rad], charge [e], boolean mask)."""
+        (pt, energy [GeV], eta, phi [rad], charge [e], PDG-style particle code, boolean
+        mask)."""
         self._check_fields()
         padded = {"pt": pt, "eta": eta, "phi": phi, "energy": energy, "charge": charge,
-                  "mask": np.asarray(mask, dtype=bool)}
+                  "pid": pid, "mask": np.asarray(mask, dtype=bool)}
         return self.score_inputs(self.tagger.inputs_from_padded(np, padded))
 
     def _check_fields(self) -> None:
