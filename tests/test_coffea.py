@@ -520,3 +520,30 @@ def test_apply_to_fileset_bad_files(files, proc) -> None:
         with pytest.raises(InputError, match=Path(bad).name):
             run_apply_to_fileset({"sample": {"files": {names[0]: "jets", bad: "jets"}}}, proc,
                                  chunksize=3000, scheduler="sync")
+
+
+def test_step_attaches_anomaly_scores(files, jets: JetBatch) -> None:
+    """With an anomaly scorer the step attaches the nominal jets' anomaly scores, the same
+    as the scorer on the batch; the scorer pickles without its ONNX Runtime session and the
+    futures executor gives the same histograms."""
+    import pickle
+
+    from hepsafe.anomaly import AnomalyScorer
+    from hepsafe.models import MODELS_DIR
+
+    scorer = AnomalyScorer.fit(MODELS_DIR / "pfn3.onnx", jets[jets.label <= 2][::5])
+    assert pickle.loads(pickle.dumps(scorer))._tagger is None
+    step = AdversarialSystematics(OnnxWrapper(), anomaly=scorer)
+    events = NanoEventsFactory.from_root({str(files["own"]): "jets"}, schemaclass=BaseSchema,
+                                         mode="virtual", entry_stop=300).events()
+    source = step.source_of(events)
+    out = step.attach(source.jets(events), step.table_of(events))
+    got = out["hepsafe_anomaly"]
+    assert set(got.fields) == {"msp", "entropy", "max_logit", "energy", "mahalanobis"}
+    want = scorer(source.batch(source.columns(events)))
+    for name, values in want.items():
+        assert np.array_equal(ak.to_numpy(got[name]), values), name
+    proc = AdversarialProcessor(step)
+    a = _cells(_run(files, proc))
+    b = _cells(_run(files, proc, "futures", chunksize=2000, workers=2))
+    assert a == b

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from hepsafe.anomaly.evaluation import AnomalyMetrics, anomaly_metrics
     from hepsafe.anomaly.mahalanobis import Mahalanobis
     from hepsafe.anomaly.outputs import class_logits, log_probabilities
+    from hepsafe.anomaly.scorer import SCORE_NAMES, AnomalyScorer
     from hepsafe.anomaly.scores import (
         LOGIT_SCORES,
         binary_logits,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 #: public name -> the module that defines it
 _EXPORTS = {
     "AnomalyMetrics": "evaluation",
+    "AnomalyScorer": "scorer",
+    "SCORE_NAMES": "scorer",
     "LOGIT_SCORES": "scores",
     "Mahalanobis": "mahalanobis",
     "anomaly_metrics": "evaluation",
@@ -40,6 +43,8 @@ _EXPORTS = {
 }
 __all__ = [
     "AnomalyMetrics",
+    "AnomalyScorer",
+    "SCORE_NAMES",
     "LOGIT_SCORES",
     "Mahalanobis",
     "anomaly_metrics",

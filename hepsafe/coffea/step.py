@@ -7,14 +7,16 @@ learned adversary, optionally an attack): varied jets -> tagger score (the
 
     {label, weight,
      nominal: {score, pt, mass},
-     systematics: {<name>: {up: {score, pt, mass}, down: {score, pt, mass}}, ...}}
+     systematics: {<name>: {up: {score, pt, mass}, down: {score, pt, mass}}, ...},
+     anomaly: {msp, entropy, max_logit, energy, mahalanobis}}   (with an anomaly scorer)
 
 (pt, mass [GeV] of the varied jet, and msoftdrop when the jets carry a soft-drop mass; a
 one-sided systematic's ``down`` is the nominal). For
 PFNano the table has the events x jets structure of the collection. The step then
 
 - attaches it to the jets (:meth:`AdversarialSystematics.attach`): fields
-  ``hepsafe_score`` and ``hepsafe_systematics`` (``jets.hepsafe_systematics.escale.up.score``);
+  ``hepsafe_score`` and ``hepsafe_systematics`` (``jets.hepsafe_systematics.escale.up.score``),
+  and ``hepsafe_anomaly`` with an anomaly scorer (``jets.hepsafe_anomaly.energy``);
 - fills a template histogram (:meth:`AdversarialSystematics.fill`): observable x
   ``sample`` x ``variation`` with Weight storage, the layout of :mod:`hepsafe.templates.booking`
   (``nominal``, ``<name>_up``, ``<name>_down``), each variation with its own region
@@ -86,6 +88,8 @@ class AdversarialSystematics:
     when it can enter the templates (its varied jet in the region, its label a booked
     sample), the others get NaN in the attached fields (cheaper; the templates are the
     same). Jets a variation leaves unchanged keep their nominal score in both modes.
+    ``anomaly``: an :class:`~hepsafe.anomaly.scorer.AnomalyScorer` whose scores of the
+    nominal jets are attached too (``<prefix>_anomaly.<score>``; None: none).
     """
 
     def __init__(
@@ -103,11 +107,13 @@ class AdversarialSystematics:
         collection: str = "FatJet",
         prefix: str = "hepsafe",
         score_varied: str = "all",
+        anomaly: Any = None,
     ) -> None:
         if score_varied not in ("all", "selected"):
             raise ConfigError(f"option 'score_varied': expected 'all' or 'selected', got "
                               f"{score_varied!r}")
         self.score_varied = score_varied
+        self.anomaly = anomaly
         self.tagger = tagger if tagger is not None else OnnxWrapper()
         self.systematics = list(systematics)
         names = [s.name for s in self.systematics]
@@ -201,6 +207,8 @@ class AdversarialSystematics:
         }
         if systs:
             flat["systematics"] = systs
+        if self.anomaly is not None:
+            flat["anomaly"] = self.anomaly(jets)
         table = _zip_table(flat)
         if counts is not None:
             table = ak.unflatten(table, np.asarray(counts, dtype=np.int64))
@@ -223,13 +231,16 @@ class AdversarialSystematics:
 
     # ------------------------------------------------------------------ coffea-facing
     def attach(self, jets: Any, table: Any) -> Any:
-        """``jets`` (the collection) with fields ``<prefix>_score`` (nominal score) and
-        ``<prefix>_systematics`` (``.<name>.up/.down`` records of score, pt, mass); a new
+        """``jets`` (the collection) with fields ``<prefix>_score`` (nominal score),
+        ``<prefix>_systematics`` (``.<name>.up/.down`` records of score, pt, mass) and, with
+        an anomaly scorer, ``<prefix>_anomaly`` (the nominal jets' anomaly scores); a new
         array, ``jets`` is not modified."""
         lib = _lib(jets)
         out = lib.with_field(jets, table["nominal", "score"], f"{self.prefix}_score")
         if self.systematics:
             out = lib.with_field(out, table["systematics"], f"{self.prefix}_systematics")
+        if self.anomaly is not None:
+            out = lib.with_field(out, table["anomaly"], f"{self.prefix}_anomaly")
         return out
 
     def book(self, samples: Sequence[str] = ()) -> hist.Hist:
