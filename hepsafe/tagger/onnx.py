@@ -395,7 +395,8 @@ def _used_columns(ns: Any, mask: Any) -> int:
 
 
 def reference(name: str = "pfn", **options: Any) -> OnnxTagger:
-    """A committed reference tagger by name ("pfn" or "hl"); ``options`` go to OnnxTagger."""
+    """A shipped tagger by name ("pfn", "hl", the three-class "pfn3" / "pfn3_md", the robust
+    "pfn_adv_pgd" / "pfn_adv_fgsm" / "pfn_adv_learned"); ``options`` go to OnnxTagger."""
     path = model_path(name)
     if path.parent != MODELS_DIR:
         known = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
