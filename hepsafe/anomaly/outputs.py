@@ -16,16 +16,15 @@ def class_logits(tagger: Any, jets: JetBatch) -> np.ndarray:
     :class:`~hepsafe.tagger.onnx.OnnxTagger`, columns as the card's classes.
 
     From the card's output activation: ``logits`` as they are; ``logit`` (binary) as
-    ``[0, l]``; ``sigmoid`` through the log-odds; ``softmax`` as log-probabilities (the
-    logits up to a per-jet constant: ``msp`` and ``entropy`` are exact, ``max_logit`` and
-    ``energy`` are not the network's own, and a ModelError says so unless ``softmax`` is
-    accepted by the caller through :func:`log_probabilities`)."""
+    ``[0, l]``; ``sigmoid`` through the log-odds. A ``softmax`` card gives probabilities
+    only, the logits up to a per-jet constant: ModelError (``msp`` and ``entropy`` need no
+    more than :func:`log_probabilities`)."""
     out = tagger.output
     if out.activation == "softmax":
         raise ModelError(f"tagger '{tagger.name}': its card gives softmax probabilities, not "
                          "logits; max_logit and energy need the logits (use "
                          "hepsafe.anomaly.outputs.log_probabilities for msp / entropy)")
-    y = np.asarray(tagger._batches(jets, [out.name])[out.name], dtype=np.float64)
+    y = np.asarray(tagger.outputs(jets, [out.name])[out.name], dtype=np.float64)
     if out.activation == "logits":
         return y.reshape(len(jets), -1)
     y = y.reshape(-1)

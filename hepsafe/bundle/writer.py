@@ -112,21 +112,23 @@ def write_bundle(cfg: Any, out: Path, command: str | None = None) -> dict[str, A
     write_json(out / "envelope.json", cfg.envelope.to_dict())
 
     names = list(samples)
-    nominal = JetBatch.concatenate([samples[n].jets for n in names])
-    files: dict[str, JetBatch] = {"nominal": nominal}
-    scores: dict[str, np.ndarray] = {"nominal": tagger.predict(nominal)}
+    # scores per sample, concatenated: the tagger's fixed-size batches make a jet's score
+    # independent of the batch it is in, so they equal the scores of the written files
+    nominal_scores = {n: tagger.predict(samples[n].jets) for n in names}
+    files: dict[str, JetBatch] = {
+        "nominal": JetBatch.concatenate([samples[n].jets for n in names])}
+    scores = {"nominal": np.concatenate([nominal_scores[n] for n in names])}
     control = samples[cfg.control]
-    control_scores = tagger.predict(control.jets)
     records: list[dict[str, Any]] = []
     for syst in attacks:
         varied, info = {}, None
         for n in names:
             varied[n], info = apply_shift(syst.up, samples[n].jets, tagger)
-        twin = JetBatch.concatenate([varied[n] for n in names])
-        files[syst.name] = twin
-        scores[syst.name] = tagger.predict(twin)
-        rep = validate.gate(control.jets, varied[cfg.control], control_scores,
-                            tagger.predict(varied[cfg.control]), config=cfg.gate)
+        varied_scores = {n: tagger.predict(varied[n]) for n in names}
+        files[syst.name] = JetBatch.concatenate([varied[n] for n in names])
+        scores[syst.name] = np.concatenate([varied_scores[n] for n in names])
+        rep = validate.gate(control.jets, varied[cfg.control], nominal_scores[cfg.control],
+                            varied_scores[cfg.control], config=cfg.gate)
         rep.write_json(out / "gate" / f"{syst.name}.json")
         records.append({
             "name": syst.name,

@@ -324,8 +324,7 @@ def run(
                                weight=v.jets[name].weight, clip=True)
             templates = T.Templates({REGION: h})
             if cfg.fit.workspace.control_region is not None:
-                templates = control_channel(templates, cfg, control.name, control, nominal,
-                                            varied)
+                templates = control_channel(templates, cfg, control, nominal, varied)
             templates_io.write_templates(templates, out / "templates.root")
             templates_io.write_templates(templates, out / "templates.json")
             adv(1)
@@ -373,7 +372,7 @@ def workspace_config(
     return wcfg if signal is None else replace(wcfg, signal=tuple(signal))
 
 
-def control_channel(templates: T.Templates, cfg: RunConfig, name: str, control: Sample,
+def control_channel(templates: T.Templates, cfg: RunConfig, control: Sample,
                     nominal: Mapping[str, np.ndarray], varied: Sequence[Varied]) -> T.Templates:
     """``templates`` with the control region as a channel (``fit/control_region``): the
     control sample's jets (all of them, not only those in the signal region's cuts), nominal
@@ -382,6 +381,7 @@ def control_channel(templates: T.Templates, cfg: RunConfig, name: str, control: 
 
     crc = cfg.fit.workspace.control_region
     assert crc is not None
+    name = control.name
 
     def values(jets: JetBatch, scores: np.ndarray) -> dict[str, np.ndarray]:
         return {"score": scores, "jet_pt": jets.pt, "jet_mass": jets.mass}

@@ -113,8 +113,7 @@ def _gate_table(gates: Mapping[str, Any]) -> list[str]:
                      stat("score"), corr[0] if corr else "", ", ".join(rep.failed) or "-"])
     out = [markdown_table(["variation", "gate", "KS jet pT", "KS jet mass", "KS score",
                            "corr. change", "failed checks"], rows, floatfmt=".4f")]
-    calibrated = {n: r.calibration for n, r in gates.items()
-                  if getattr(r, "calibration", None) is not None}
+    calibrated = {n: r.calibration for n, r in gates.items() if r.calibration is not None}
     if calibrated:
         first = next(iter(calibrated.values()))
         sizes = [a.n_data for a in first.combined.at]

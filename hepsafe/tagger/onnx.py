@@ -230,7 +230,12 @@ class OnnxTagger:
                 f"(indices into the JetBatch; {len(jet_bad)} jet(s) in all)"
             )
 
-    def _batches(self, jets: JetBatch, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def outputs(self, jets: JetBatch, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw graph outputs ``{name: (n_jets, ...)}`` for a non-empty batch of ``jets``
+        (e.g. the card's class logits, or any intermediate output the graph exposes), in
+        fixed-size batches: a jet's outputs never depend on how the jets were chunked."""
+        if len(jets) == 0:
+            raise InputError(f"tagger '{self.name}': outputs() needs at least one jet")
         parts: dict[str, list[np.ndarray]] = {n: [] for n in outputs}
         # padding and features run on chunks of >= _CHUNK jets (amortises the awkward calls);
         # ONNX Runtime then runs on batch_size jets at a time
@@ -259,7 +264,7 @@ class OnnxTagger:
         k = len(self.output.classes)
         if len(jets) == 0:
             return np.zeros((0, k), dtype=np.float32)
-        y = self._batches(jets, [self.output.name])[self.output.name]
+        y = self.outputs(jets, [self.output.name])[self.output.name]
         probs = _proba_np(y, self.output)
         bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(bad):
@@ -273,7 +278,7 @@ class OnnxTagger:
         summed class probabilities)."""
         if len(jets) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.score_from_output(self._batches(jets, [self.output.name])[self.output.name])
+        return self.score_from_output(self.outputs(jets, [self.output.name])[self.output.name])
 
     def score_from_output(self, y: np.ndarray) -> np.ndarray:
         """The score ``(n_jets,)`` float32 from the raw score output ``y`` of :meth:`run`
@@ -293,7 +298,7 @@ class OnnxTagger:
         if len(jets) == 0:
             return np.zeros((0, dim), dtype=np.float32)
         name = self.representation_output
-        return self._batches(jets, [name])[name].astype(np.float32, copy=False)
+        return self.outputs(jets, [name])[name].astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ torch
     def as_torch(self) -> Any:
